@@ -1,0 +1,154 @@
+//! Qwen3-MoE sparse block: router softmax in fp32 → top-k → (renormalise) → weighted SwiGLU experts,
+//! no shared expert. Experts are stored stacked (`[E, I, H]`) so they can be run grouped; tokens are
+//! sorted by expert so one host sync per layer suffices.
+use super::config::Qwen3Config;
+use super::qwen3::{linear, swiglu};
+use super::weights::WeightSource;
+use crate::Result;
+use tch::{Kind, Tensor};
+
+pub(crate) struct MoeBlock {
+    router: Tensor,
+    /// `[E, I, H]`
+    gate: Tensor,
+    /// `[E, I, H]`
+    up: Tensor,
+    /// `[E, H, I]`
+    down: Tensor,
+    top_k: i64,
+    norm_topk_prob: bool,
+}
+
+impl MoeBlock {
+    pub(crate) fn from_source(
+        cfg: &Qwen3Config,
+        prefix: &str,
+        src: &mut dyn WeightSource,
+    ) -> Result<Self> {
+        let m = cfg.moe.as_ref().expect("sparse layer in a dense config");
+        let (h, i, e) = (
+            cfg.hidden_size as i64,
+            m.moe_intermediate_size as i64,
+            m.num_experts as i64,
+        );
+        let router = src.take(&format!("{prefix}.gate.weight"), &[e, h], false)?;
+        let stack = |src: &mut dyn WeightSource, proj: &str, shape: [i64; 2]| -> Result<Tensor> {
+            let parts = (0..e)
+                .map(|x| src.take(&format!("{prefix}.experts.{x}.{proj}.weight"), &shape, false))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::stack(&parts, 0))
+        };
+        Ok(MoeBlock {
+            router,
+            gate: stack(src, "gate_proj", [i, h])?,
+            up: stack(src, "up_proj", [i, h])?,
+            down: stack(src, "down_proj", [h, i])?,
+            top_k: m.num_experts_per_tok as i64,
+            norm_topk_prob: m.norm_topk_prob,
+        })
+    }
+
+    /// Names relative to `…mlp.`; stacked experts use the `experts.<proj>` names.
+    pub(crate) fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        vec![
+            ("gate.weight".into(), self.router.shallow_clone()),
+            ("experts.gate_proj".into(), self.gate.shallow_clone()),
+            ("experts.up_proj".into(), self.up.shallow_clone()),
+            ("experts.down_proj".into(), self.down.shallow_clone()),
+        ]
+    }
+
+    /// Router logits `[N, E]` (fp32 when `router_kind` is fp32), with optional inference noise.
+    fn route_logits(&self, x2: &Tensor, noise_std: f64, router_kind: Option<Kind>) -> Tensor {
+        let logits = match router_kind {
+            Some(k) if k != x2.kind() => linear(&x2.to_kind(k), &self.router.to_kind(k)),
+            _ => linear(x2, &self.router),
+        };
+        if noise_std > 0.0 {
+            let noise = logits.randn_like().to_kind(Kind::Float) * noise_std;
+            (logits.to_kind(Kind::Float) + noise).to_kind(logits.kind())
+        } else {
+            logits
+        }
+    }
+
+    /// Top-k expert ids `[N, k]` and their (renormalised) weights in fp32.
+    pub(crate) fn select(&self, logits: &Tensor) -> (Tensor, Tensor) {
+        let probs = logits.softmax(-1, Kind::Float);
+        let (w, idx) = probs.topk(self.top_k, -1, true, true);
+        let w = if self.norm_topk_prob {
+            &w / w.sum_dim_intlist(-1, true, Kind::Float)
+        } else {
+            w
+        };
+        (idx, w)
+    }
+
+    /// `x` `[B, T, H]` → (`[B, T, H]`, router logits `[B*T, E]`).
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        noise_std: f64,
+        router_kind: Option<Kind>,
+    ) -> (Tensor, Tensor) {
+        let shape = x.size();
+        let h = *shape.last().unwrap();
+        let x2 = x.reshape([-1, h]);
+        let logits = self.route_logits(&x2, noise_std, router_kind);
+        let (idx, w) = self.select(&logits);
+        let w = w.to_kind(x.kind());
+        let flat = idx.reshape([-1]);
+        let order = flat.argsort_stable(true, 0, false);
+        let n_experts = self.router.size()[0];
+        let counts = Vec::<i64>::try_from(flat.bincount::<Tensor>(None, n_experts))
+            .expect("bincount to host");
+        let token_of = order.floor_divide_scalar(self.top_k);
+        let xs = x2.index_select(0, &token_of);
+        let ws = w.reshape([-1]).index_select(0, &order).unsqueeze(-1);
+        let mut outs = Vec::with_capacity(n_experts as usize);
+        let mut start = 0;
+        for (e, &c) in counts.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let e = e as i64;
+            let xe = xs.narrow(0, start, c);
+            outs.push(swiglu(&xe, &self.gate.get(e), &self.up.get(e), &self.down.get(e)));
+            start += c;
+        }
+        let ys = Tensor::cat(&outs, 0) * ws;
+        let out = x2.zeros_like().index_add(0, &token_of, &ys);
+        (out.reshape(&shape), logits)
+    }
+}
+
+/// Switch-Transformer load-balancing loss as in HF `load_balancing_loss_func`: over all sparse
+/// layers, `E · Σ_e f_e · P_e` where `f_e` is the share of (token, slot) pairs routed to `e` and
+/// `P_e` the mean router probability; padding (mask 0) is excluded.
+pub fn load_balancing_loss(
+    router_logits: &[Tensor],
+    num_experts: i64,
+    top_k: i64,
+    attention_mask: Option<&Tensor>,
+) -> Tensor {
+    let logits = Tensor::cat(router_logits, 0);
+    let probs = logits.softmax(-1, Kind::Float);
+    let (_, selected) = probs.topk(top_k, -1, true, true);
+    let expert_mask = selected.one_hot(num_experts).to_kind(Kind::Float); // [N, k, E]
+    let (tokens_per_expert, prob_per_expert) = match attention_mask {
+        None => (
+            expert_mask.mean_dim(0, false, Kind::Float),
+            probs.mean_dim(0, false, Kind::Float),
+        ),
+        Some(m) => {
+            let layers = router_logits.len() as i64;
+            let mf = m.to_kind(Kind::Float).reshape([1, -1]).repeat([layers, 1]).reshape([-1]);
+            let denom = mf.sum(Kind::Float);
+            let tpe = (expert_mask * mf.view([-1, 1, 1])).sum_dim_intlist(0, false, Kind::Float)
+                / &denom;
+            let ppe = (&probs * mf.view([-1, 1])).sum_dim_intlist(0, false, Kind::Float) / &denom;
+            (tpe, ppe)
+        }
+    };
+    (tokens_per_expert * prob_per_expert.unsqueeze(0)).sum(Kind::Float) * num_experts as f64
+}

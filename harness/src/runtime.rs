@@ -1,0 +1,52 @@
+//! Process-global libtorch settings (device parsing, seeds, threads).
+use crate::{Error, Result};
+use tch::{Device, Kind};
+
+/// Parse `cpu`, `cuda`, `cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Device::Cuda(n)),
+            _ => Err(Error::Input(format!(
+                "unknown device `{s}` (expected cpu, cuda or cuda:N)"
+            ))),
+        },
+    }
+}
+
+/// Check that a CUDA device exists before anything is allocated on it.
+pub fn ensure_device(device: Device) -> Result<()> {
+    if let Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count() as usize;
+        if n >= count {
+            return Err(Error::Input(format!(
+                "device cuda:{n} requested but {count} CUDA device(s) are visible"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parse a compute dtype name.
+pub fn parse_dtype(s: &str) -> Result<Kind> {
+    match s {
+        "fp32" | "float32" | "f32" => Ok(Kind::Float),
+        "bf16" | "bfloat16" => Ok(Kind::BFloat16),
+        "fp16" | "float16" | "f16" | "half" => Ok(Kind::Half),
+        _ => Err(Error::Input(format!(
+            "unknown dtype `{s}` (expected fp32, bf16 or fp16)"
+        ))),
+    }
+}
+
+pub fn dtype_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "fp32",
+        Kind::BFloat16 => "bf16",
+        Kind::Half => "fp16",
+        Kind::Double => "fp64",
+        _ => "other",
+    }
+}

@@ -1,0 +1,67 @@
+//! Command-line interface. Exit codes: 0 ok, 1 a check failed, 2 bad input.
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod inspect;
+mod logprobs;
+
+#[derive(Parser)]
+#[command(
+    name = "harness",
+    version,
+    about = "Reproducibility and ablation harness for LLM RL under train-inference discrepancy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Inspect(inspect::Args),
+    Logprobs(logprobs::Args),
+}
+
+/// A CLI failure with its exit code.
+pub struct Failure {
+    pub code: u8,
+    pub err: anyhow::Error,
+}
+
+impl Failure {
+    pub fn bad_input(err: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            err: err.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let err: anyhow::Error = e.into();
+        // Library input/config errors are the user's to fix: exit 2.
+        let code = match err.downcast_ref::<harness::Error>() {
+            Some(harness::Error::Torch(_)) | None => 1,
+            Some(_) => 2,
+        };
+        Failure { code, err }
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Logprobs(a) => logprobs::run(a),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.err);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! `harness` CLI.
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,2 @@
+//! CLI integration tests (one test binary).
+mod cli;

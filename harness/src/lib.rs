@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod model;
+pub mod objective;
 pub mod runtime;
 
 pub use error::{Error, Result};

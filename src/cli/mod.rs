@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod init;
 mod inspect;
 mod logprobs;
 
@@ -19,6 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     Inspect(inspect::Args),
+    Init(init::Args),
     Logprobs(logprobs::Args),
 }
 
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Init(a) => init::run(a),
         Cmd::Logprobs(a) => logprobs::run(a),
     };
     match res {

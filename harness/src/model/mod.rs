@@ -39,3 +39,6 @@ pub fn model_config(spec: &str) -> Result<Qwen3Config> {
         presets::preset(spec)
     }
 }
+
+#[cfg(test)]
+mod tests;

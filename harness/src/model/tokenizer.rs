@@ -14,7 +14,7 @@ pub const PAD: i64 = 0;
 pub const BOS: i64 = 1;
 pub const EOS: i64 = 2;
 const SPECIALS: [&str; 3] = ["<pad>", "<bos>", "<eos>"];
-const ALPHABET: &str = "0123456789abcdefghijklmnopqrstuvwxyz +-*/=<>()[]{},.:;?!|#_'\"@&%";
+const ALPHABET: &str = "0123456789abcdefghijklmnopqrstuvwxyz +-*/=<>()[]{},.:;?!|#_'\"";
 
 impl Default for CharTokenizer {
     fn default() -> Self {

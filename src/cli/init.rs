@@ -1,0 +1,42 @@
+//! `harness init`: write a random-init model of a preset as a Hugging Face directory.
+use super::CliResult;
+use anyhow::Context;
+use harness::model::{load_model, save_hf_dir};
+use harness::runtime::parse_dtype;
+use std::path::PathBuf;
+use tch::Device;
+
+/// Write a preset with random weights (HF init, seeded) as a Hugging Face model directory
+/// (config.json + safetensors) that `transformers` and `harness` load.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Preset name (tiny-qwen3, tiny-qwen3-moe, qwen3-0.6b, …).
+    preset: String,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Stored dtype: fp32, bf16 or fp16.
+    #[arg(long, default_value = "fp32")]
+    dtype: String,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: i64,
+    /// Maximum shard size in MiB (larger models are written as shards with an index).
+    #[arg(long, default_value_t = 5000)]
+    max_shard_mib: u64,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let kind = parse_dtype(&a.dtype)?;
+    let model = load_model(&a.preset, kind, Device::Cpu, a.seed)?;
+    save_hf_dir(
+        &model.cfg,
+        model.named_parameters(),
+        &a.out,
+        kind,
+        a.max_shard_mib << 20,
+    )
+    .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {} ({}) to {}", a.preset, a.dtype, a.out.display());
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! `dcmdp` (DC-GRPO): GRPO under a constraint on the train–inference discrepancy, by Lagrangian
+//! relaxation (Liu et al., arXiv 2606.08779, *as reported*).
+//!
+//! - Discrepancy `δ_t = |π(o_t) − μ(o_t)|`; the step's `δ̄` is its mean over response tokens, with
+//!   π = π_old (known before any update), computed by the loop as [`StepStats`].
+//! - Constraint `δ̄ ≤ c`. Projected dual update once per step, after the step's updates:
+//!   `λ ← clip(λ + η_λ·(δ̄ − c), 0, λ_max)`; λ is checkpointed ([`Algorithm::state`]).
+//! - Gating (default on): inside the tolerance region (`δ̄ ≤ c`) no penalty at all.
+//! - `form: loss` (default) adds `λ · agg(|π_θ(o_t) − μ(o_t)|)`, aggregated like the policy loss over
+//!   the response mask, with gradient through π_θ: the trainer moves towards the engine's behaviour.
+//!   `form: advantage` shapes `Â_t ← Â_t − λ·|π_old(o_t) − μ(o_t)|` before the GRPO loss.
+//!
+//! Defaults: `c` 0.0037 and `λ_0` 0.1 (Qwen3-8B; 0.0050 / 0.05 for Qwen3-30B-A3B), `η_λ` 1.0,
+//! `λ_max` 10 (a safety bound, not from the paper), the GRPO keys with GRPO's defaults (the
+//! paper's ε 0.24 is `clip_ratio_high: 0.24`).
+use super::advantage::group_advantages;
+use super::agg::{LossAgg, LossAggMode};
+use super::correction::Correction;
+use super::grpo::{policy_loss, GrpoConfig, PgConfig};
+use super::kl::KlPenalty;
+use super::{
+    check, masked_mean, mean_abs_prob_diff, scalar, valid, zero_pad, AdvantageInput, Advantages,
+    Algorithm, Metrics, PolicyBatch, StepStats,
+};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DcForm {
+    /// `+ λ·agg(|π_θ − μ|)` in the loss.
+    #[default]
+    Loss,
+    /// `Â ← Â − λ·|π_old − μ|`.
+    Advantage,
+}
+
+/// `algorithm: { name: dcmdp, … }` (alias `dc-grpo`): the `grpo` keys plus the constraint's.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DcmdpConfig {
+    pub norm_adv_by_std: bool,
+    pub clip_ratio_low: f64,
+    pub clip_ratio_high: f64,
+    pub clip_ratio_c: Option<f64>,
+    pub loss_agg_mode: LossAggMode,
+    pub loss_agg_norm: Option<f64>,
+    pub kl: Option<KlPenalty>,
+    pub corrections: Vec<Correction>,
+    /// Tolerance `c` on δ̄.
+    pub c: f64,
+    /// Initial multiplier λ_0.
+    pub lambda_0: f64,
+    /// Dual step size η_λ.
+    pub eta_lambda: f64,
+    /// Upper end of λ's projection.
+    pub lambda_max: f64,
+    /// Apply the penalty only while δ̄ > c.
+    pub gating: bool,
+    pub form: DcForm,
+}
+
+impl Default for DcmdpConfig {
+    fn default() -> Self {
+        let g = GrpoConfig::default();
+        DcmdpConfig {
+            norm_adv_by_std: g.norm_adv_by_std,
+            clip_ratio_low: g.clip_ratio_low,
+            clip_ratio_high: g.clip_ratio_high,
+            clip_ratio_c: g.clip_ratio_c,
+            loss_agg_mode: g.loss_agg_mode,
+            loss_agg_norm: g.loss_agg_norm,
+            kl: g.kl,
+            corrections: g.corrections,
+            c: 0.0037,
+            lambda_0: 0.1,
+            eta_lambda: 1.0,
+            lambda_max: 10.0,
+            gating: true,
+            form: DcForm::Loss,
+        }
+    }
+}
+
+impl DcmdpConfig {
+    /// The base optimiser's config.
+    pub fn grpo(&self) -> GrpoConfig {
+        GrpoConfig {
+            norm_adv_by_std: self.norm_adv_by_std,
+            clip_ratio_low: self.clip_ratio_low,
+            clip_ratio_high: self.clip_ratio_high,
+            clip_ratio_c: self.clip_ratio_c,
+            loss_agg_mode: self.loss_agg_mode,
+            loss_agg_norm: self.loss_agg_norm,
+            kl: self.kl,
+            corrections: self.corrections.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.grpo().pg().validate()?;
+        let non_neg = |key: &str, v: f64| {
+            check(v.is_finite() && v >= 0.0, || {
+                format!("`{key}` must be >= 0, got {v}")
+            })
+        };
+        non_neg("c", self.c)?;
+        non_neg("eta_lambda", self.eta_lambda)?;
+        non_neg("lambda_max", self.lambda_max)?;
+        check(
+            self.lambda_0.is_finite() && (0.0..=self.lambda_max).contains(&self.lambda_0),
+            || {
+                format!(
+                    "`lambda_0` must be in [0, lambda_max = {}], got {}",
+                    self.lambda_max, self.lambda_0
+                )
+            },
+        )
+    }
+}
+
+/// `clip(λ + η·(δ̄ − c), 0, λ_max)`.
+pub fn dual_update(lambda: f64, delta_bar: f64, c: f64, eta: f64, lambda_max: f64) -> f64 {
+    (lambda + eta * (delta_bar - c)).clamp(0.0, lambda_max)
+}
+
+/// `agg(|π_θ(o_t) − μ(o_t)|)` over the mask, gradient through π_θ.
+pub fn dc_penalty(logp: &Tensor, rollout_logp: &Tensor, mask: &Tensor, agg: LossAgg) -> Tensor {
+    let v = valid(mask);
+    let pi = zero_pad(logp, &v).exp();
+    let mu = zero_pad(&rollout_logp.detach(), &v).exp();
+    agg.apply(&(pi - mu).abs(), mask)
+}
+
+/// DC-GRPO's loss for a multiplier `lambda` with the penalty `active` (gate open). With the gate
+/// closed or λ = 0 it is GRPO's loss, bitwise. Metrics: GRPO's plus `dc/penalty` (the added term,
+/// or the mean advantage shift in `advantage` form) and `dc/gate`.
+pub fn dcmdp_loss(
+    batch: &PolicyBatch,
+    pg: &PgConfig,
+    form: DcForm,
+    lambda: f64,
+    active: bool,
+) -> (Tensor, Metrics) {
+    let on = active && lambda != 0.0;
+    let (loss, mut m) = match (on, form) {
+        (false, _) => {
+            let (l, mut m) = policy_loss(batch, batch.advantages, pg);
+            m.insert("dc/penalty".into(), 0.0);
+            (l, m)
+        }
+        (true, DcForm::Loss) => {
+            let (l, mut m) = policy_loss(batch, batch.advantages, pg);
+            let pen = dc_penalty(batch.logp, batch.rollout_logp, batch.mask, pg.agg) * lambda;
+            m.insert("dc/penalty".into(), scalar(&pen));
+            (l + pen, m)
+        }
+        (true, DcForm::Advantage) => {
+            let v = valid(batch.mask);
+            let old = zero_pad(&batch.old_logp.detach(), &v).exp();
+            let mu = zero_pad(&batch.rollout_logp.detach(), &v).exp();
+            let shift = (old - mu).abs() * lambda;
+            let adv = zero_pad(&batch.advantages.detach(), &v) - &shift;
+            let (l, mut m) = policy_loss(batch, &adv, pg);
+            m.insert("dc/penalty".into(), masked_mean(&shift, batch.mask));
+            (l, m)
+        }
+    };
+    m.insert("dc/gate".into(), if active { 1.0 } else { 0.0 });
+    (loss, m)
+}
+
+/// DC-GRPO with its multiplier.
+pub struct Dcmdp {
+    cfg: DcmdpConfig,
+    pg: PgConfig,
+    lambda: f64,
+    /// This step's δ̄ from [`Algorithm::begin_step`]; without it the gate uses the mini-batch's.
+    step_delta_bar: Option<f64>,
+}
+
+impl Dcmdp {
+    pub fn new(cfg: DcmdpConfig) -> Self {
+        let pg = cfg.grpo().pg();
+        let lambda = cfg.lambda_0;
+        Dcmdp {
+            cfg,
+            pg,
+            lambda,
+            step_delta_bar: None,
+        }
+    }
+
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    fn gate_open(&self, delta_bar: f64) -> bool {
+        !self.cfg.gating || delta_bar > self.cfg.c
+    }
+}
+
+impl Algorithm for Dcmdp {
+    fn name(&self) -> &'static str {
+        "dcmdp"
+    }
+
+    fn advantages(&mut self, input: &AdvantageInput) -> Advantages {
+        Advantages {
+            advantages: group_advantages(
+                input.rewards,
+                input.mask,
+                input.group_size,
+                self.cfg.norm_adv_by_std,
+            ),
+            returns: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    fn begin_step(&mut self, step: &StepStats) {
+        self.step_delta_bar = Some(step.delta_bar);
+    }
+
+    fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {
+        let delta_bar = self
+            .step_delta_bar
+            .unwrap_or_else(|| mean_abs_prob_diff(batch.old_logp, batch.rollout_logp, batch.mask));
+        let (loss, mut m) = dcmdp_loss(
+            batch,
+            &self.pg,
+            self.cfg.form,
+            self.lambda,
+            self.gate_open(delta_bar),
+        );
+        m.insert("dc/lambda".into(), self.lambda);
+        (loss, m)
+    }
+
+    /// Metrics: `dc/lambda` (the λ this step used), `dc/lambda_next`, `dc/delta_bar`,
+    /// `dc/violation` (δ̄ − c), `dc/gate`.
+    fn end_step(&mut self, step: &StepStats) -> Metrics {
+        let used = self.lambda;
+        self.lambda = dual_update(
+            used,
+            step.delta_bar,
+            self.cfg.c,
+            self.cfg.eta_lambda,
+            self.cfg.lambda_max,
+        );
+        self.step_delta_bar = None;
+        let mut m = Metrics::new();
+        m.insert("dc/lambda".into(), used);
+        m.insert("dc/lambda_next".into(), self.lambda);
+        m.insert("dc/delta_bar".into(), step.delta_bar);
+        m.insert("dc/violation".into(), step.delta_bar - self.cfg.c);
+        let gate = self.gate_open(step.delta_bar);
+        m.insert("dc/gate".into(), if gate { 1.0 } else { 0.0 });
+        m
+    }
+
+    fn needs_ref_policy(&self) -> bool {
+        self.pg.kl.is_some()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "lambda": self.lambda })
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
+        let lambda = state
+            .get("lambda")
+            .and_then(serde_json::Value::as_f64)
+            .ok_or_else(|| format!("dcmdp state needs a numeric `lambda`, got {state}"))?;
+        check(
+            lambda.is_finite() && (0.0..=self.cfg.lambda_max).contains(&lambda),
+            || {
+                format!(
+                    "dcmdp state: lambda {lambda} outside [0, lambda_max = {}]",
+                    self.cfg.lambda_max
+                )
+            },
+        )?;
+        self.lambda = lambda;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objective::grpo::ClipParams;
+    use crate::objective::testutil::*;
+    use proptest::prelude::*;
+
+    fn pg(mode: usize) -> PgConfig {
+        PgConfig {
+            clip: ClipParams {
+                low: 0.2,
+                high: 0.28,
+                dual: Some(3.0),
+            },
+            agg: LossAgg::new(LossAggMode::ALL[mode], None),
+            kl: None,
+            corrections: vec![],
+        }
+    }
+
+    const FORMS: [DcForm; 2] = [DcForm::Loss, DcForm::Advantage];
+
+    #[test]
+    fn state_round_trip_and_validation() {
+        let mut a = Dcmdp::new(DcmdpConfig {
+            lambda_max: 1.0,
+            ..DcmdpConfig::default()
+        });
+        assert_eq!(a.state(), serde_json::json!({"lambda": 0.1}));
+        a.load_state(&serde_json::json!({"lambda": 0.7})).unwrap();
+        assert_eq!(a.lambda(), 0.7);
+        let mut b = Dcmdp::new(DcmdpConfig::default());
+        b.load_state(&a.state()).unwrap();
+        assert_eq!(b.lambda(), 0.7);
+        assert!(a.load_state(&serde_json::json!({"lambda": 2.0})).is_err());
+        assert!(a.load_state(&serde_json::json!({"lambda": -0.1})).is_err());
+        assert!(a.load_state(&serde_json::json!({"lam": 0.1})).is_err());
+        assert!(a.load_state(&serde_json::Value::Null).is_err());
+    }
+
+    #[test]
+    fn end_step_metrics() {
+        let mut a = Dcmdp::new(DcmdpConfig::default());
+        let m = a.end_step(&StepStats::new(0.01));
+        assert_eq!(m["dc/lambda"], 0.1);
+        assert_close(m["dc/lambda_next"], 0.1 + 0.01 - 0.0037, 1e-15);
+        assert_close(m["dc/violation"], 0.01 - 0.0037, 1e-15);
+        assert_eq!(m["dc/delta_bar"], 0.01);
+        assert_eq!(m["dc/gate"], 1.0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// λ = 0 (or a closed gate) is GRPO, bitwise: loss and gradient, both forms.
+        #[test]
+        fn zero_lambda_is_grpo_bitwise(case in policy_case(4, 6, 0.8), mode in 0usize..4, f in 0usize..2,
+                                       lambda in 0.0f64..5.0) {
+            let x = case.tensors();
+            let cfg = pg(mode);
+            let run = |lambda: f64, active: bool| value_and_grad(&x.logp, |lp| {
+                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &cfg, FORMS[f], lambda, active).0
+            });
+            let (l0, g0) = value_and_grad(&x.logp, |lp| {
+                policy_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &x.adv, &cfg).0
+            });
+            for (l, g) in [run(0.0, true), run(lambda, false)] {
+                prop_assert_eq!(l.to_bits(), l0.to_bits());
+                prop_assert!(g.equal(&g0));
+            }
+        }
+
+        /// The same through the trait: `dcmdp` with λ_0 = 0 and `grpo` agree bitwise.
+        #[test]
+        fn zero_lambda_algorithm_is_grpo(case in policy_case(4, 6, 0.8), f in 0usize..2, gating: bool) {
+            let x = case.tensors();
+            let dc = Dcmdp::new(DcmdpConfig { lambda_0: 0.0, form: FORMS[f], gating, c: 0.0, ..DcmdpConfig::default() });
+            let grpo = super::super::Grpo::new(GrpoConfig::default());
+            let (l1, g1) = value_and_grad(&x.logp, |lp| dc.loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask)).0);
+            let (l0, g0) = value_and_grad(&x.logp, |lp| grpo.loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask)).0);
+            prop_assert_eq!(l1.to_bits(), l0.to_bits());
+            prop_assert!(g1.equal(&g0));
+        }
+
+        /// λ stays in [0, λ_max]; it rises while δ̄ > c and falls while δ̄ < c (strictly, unless
+        /// it sits at the bound it moves towards).
+        #[test]
+        fn dual_update_is_projected_and_monotone(
+            deltas in proptest::collection::vec(0.0f64..0.05, 1..40),
+            c in 0.0f64..0.02, eta in 0.01f64..20.0, lambda_max in 0.01f64..5.0, l0 in 0.0f64..1.0,
+        ) {
+            let cfg = DcmdpConfig { c, eta_lambda: eta, lambda_max, lambda_0: l0 * lambda_max, ..DcmdpConfig::default() };
+            let mut a = Dcmdp::new(cfg);
+            for d in deltas {
+                let before = a.lambda();
+                let stats = StepStats::new(d);
+                a.begin_step(&stats);
+                a.end_step(&stats);
+                let after = a.lambda();
+                prop_assert!((0.0..=lambda_max).contains(&after));
+                if d > c {
+                    prop_assert!(after > before || after == lambda_max, "{before} -> {after}");
+                } else if d < c {
+                    prop_assert!(after < before || after == 0.0, "{before} -> {after}");
+                } else {
+                    prop_assert_eq!(after, before);
+                }
+            }
+        }
+
+        /// π_θ = π_old = μ: no discrepancy, so the loss is −agg(Â) whatever λ, both forms.
+        #[test]
+        fn on_policy(case in policy_case(4, 6, 0.5), mode in 0usize..4, f in 0usize..2, lambda in 0.0f64..5.0) {
+            let x = case.on_policy().tensors();
+            let (l, _) = dcmdp_loss(&PolicyBatch::new(&x.logp, &x.old, &x.mu, &x.adv, &x.mask), &pg(mode), FORMS[f], lambda, true);
+            let want = -pg(mode).agg.apply(&x.adv, &x.mask).double_value(&[]);
+            prop_assert!((l.double_value(&[]) - want).abs() < 1e-12);
+        }
+
+        /// Gating: with the gate on, the step's δ̄ decides; without `begin_step` the mini-batch's.
+        #[test]
+        fn gate_follows_delta_bar(case in policy_case(3, 5, 0.8), d in 0.0f64..0.02) {
+            let x = case.tensors();
+            let c = 0.01;
+            let mut a = Dcmdp::new(DcmdpConfig { c, lambda_0: 1.0, ..DcmdpConfig::default() });
+            let batch = PolicyBatch::new(&x.logp, &x.old, &x.mu, &x.adv, &x.mask);
+            let own = mean_abs_prob_diff(&x.old, &x.mu, &x.mask);
+            prop_assert_eq!(a.loss(&batch).1["dc/gate"], if own > c { 1.0 } else { 0.0 });
+            a.begin_step(&StepStats::new(d));
+            let (_, m) = a.loss(&batch);
+            prop_assert_eq!(m["dc/gate"], if d > c { 1.0 } else { 0.0 });
+            if d <= c {
+                prop_assert_eq!(m["dc/penalty"], 0.0);
+            }
+        }
+
+        #[test]
+        fn grad_check(case in policy_case(3, 5, 0.8), mode in 0usize..4, f in 0usize..2, lambda in 0.1f64..3.0) {
+            let x = case.tensors();
+            let cfg = pg(mode);
+            check_grad(&x.logp, |lp| {
+                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &cfg, FORMS[f], lambda, true).0
+            });
+        }
+    }
+}

@@ -50,3 +50,21 @@ pub fn dtype_name(kind: Kind) -> &'static str {
         _ => "other",
     }
 }
+
+static DEFAULT_DEVICE: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+
+/// Device that runs use: set by the CLI from `--device`, else `HARNESS_DEVICE` (what the grid
+/// runner passes to its child processes), else CPU.
+pub fn default_device() -> Device {
+    if let Some(d) = *DEFAULT_DEVICE.lock().unwrap() {
+        return d;
+    }
+    std::env::var("HARNESS_DEVICE")
+        .ok()
+        .and_then(|s| parse_device(&s).ok())
+        .unwrap_or(Device::Cpu)
+}
+
+pub fn set_default_device(d: Device) {
+    *DEFAULT_DEVICE.lock().unwrap() = Some(d);
+}

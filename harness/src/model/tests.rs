@@ -150,6 +150,7 @@ fn check_cached_decode(model: &Qwen3, seqs: &[Vec<i64>], prefill: i64) {
 
 #[test]
 fn cached_decode_equals_full_forward() {
+    let _rng = crate::rng_lock();
     let r = reference();
     for key in ["dense", "moe"] {
         let model = load(r[key]["dir"].as_str().unwrap(), Kind::Float);
@@ -231,6 +232,7 @@ fn changed_shape_missing_and_extra_tensors_are_named() {
 
 #[test]
 fn save_then_load_roundtrips_single_and_sharded() {
+    let _rng = crate::rng_lock();
     let tmp = tempfile::tempdir().unwrap();
     let x = Tensor::from_slice(&[3i64, 9, 27, 17, 51, 5, 60, 2]).view([2, 4]);
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {

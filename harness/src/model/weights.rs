@@ -38,12 +38,24 @@ impl RandomInit {
             std: 0.02,
         }
     }
+
+    /// Zero weights (norms ones) for buffers that are overwritten right away; draws nothing from
+    /// the global RNG.
+    pub fn zeros(kind: Kind, device: Device) -> Self {
+        RandomInit {
+            kind,
+            device,
+            std: 0.0,
+        }
+    }
 }
 
 impl WeightSource for RandomInit {
     fn take(&mut self, _name: &str, shape: &[i64], is_norm: bool) -> Result<Tensor> {
         let t = if is_norm {
             Tensor::ones(shape, (Kind::Float, self.device))
+        } else if self.std == 0.0 {
+            Tensor::zeros(shape, (Kind::Float, self.device))
         } else {
             Tensor::randn(shape, (Kind::Float, self.device)) * self.std
         };

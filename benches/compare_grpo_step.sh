@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One GRPO step on tiny Qwen3 (CPU, fp32): this harness vs a PyTorch-eager + transformers loop vs
+# TRL's GRPOTrainer, interleaved, several runs each, same threads. Needs the project venv
+# (scripts/env.sh) with `transformers` (and `trl` for the TRL column) installed:
+#   ~/.cache/harness/venv/bin/pip install transformers trl
+# Usage: bash benches/compare_grpo_step.sh [runs=3] [threads=2] [steps=20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+RUNS=${1:-3}; THREADS=${2:-2}; STEPS=${3:-20}
+cargo build --release --locked --bin harness >&2
+BIN="$CARGO_TARGET_DIR/release/harness"
+PY="$VENV/bin/python"
+export OMP_NUM_THREADS=$THREADS
+out=$(mktemp)
+for i in $(seq "$RUNS"); do
+    "$BIN" bench-step --steps "$STEPS" --threads "$THREADS" >>"$out"
+    "$PY" benches/grpo_step_eager.py --steps "$STEPS" --threads "$THREADS" 2>/dev/null | tail -1 >>"$out"
+    if "$PY" -c "import trl" 2>/dev/null; then
+        "$PY" benches/grpo_step_trl.py --steps "$STEPS" --threads "$THREADS" 2>/dev/null | tail -1 >>"$out"
+    fi
+done
+"$PY" - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
+by = {}
+for r in rows:
+    by.setdefault(r["impl"], []).append(r)
+base = statistics.median(r["s_per_step"] for r in by["harness"])
+print("| impl | runs | median s/step | steps/s | harness speed-up | peak RSS MiB |")
+print("|---|---|---|---|---|---|")
+for impl, rs in by.items():
+    s = statistics.median(r["s_per_step"] for r in rs)
+    rss = max(r["peak_rss_mib"] for r in rs)
+    print(f"| {impl} | {len(rs)} | {s:.4f} | {1/s:.1f} | {s/base:.2f}x | {rss:.0f} |")
+PY

@@ -1,0 +1,45 @@
+//! Training loop: rollout with the engine copy → rewards → trainer recompute of π_old → advantages
+//! (via the algorithm) → `ppo_epochs` × mini-batches of updates → engine sync → metrics row. Plus
+//! AdamW and schedules, checkpoints with exact resume, the divergence guard, SFT warm-start, PPO's
+//! value model.
+pub mod checkpoint;
+pub mod guard;
+pub mod optim;
+mod run;
+pub mod sft;
+pub mod value;
+
+pub use run::run_training;
+
+use std::collections::BTreeMap;
+
+/// Final state of a run, as recorded in `status.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Diverged,
+}
+
+/// What `run_training` reports after each step (for progress bars).
+pub struct StepReport<'a> {
+    pub step: usize,
+    pub total_steps: usize,
+    pub metrics: &'a BTreeMap<String, f64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub state: RunState,
+    /// Last completed step.
+    pub step: usize,
+    /// For `diverged`: why (NaN loss, grad-norm explosion, entropy collapse).
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

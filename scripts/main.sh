@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The main job: builds the CLI (installing LibTorch first if missing) and runs it on a tiny model.
+# The main job: builds the CLI (installing LibTorch first if missing), then runs a small grid on a
+# tiny model on CPU (experiments/quickstart.yaml: GRPO vs DC-GRPO under a bf16 inference engine)
+# and writes its tables to out/quickstart/tables/. Re-running resumes/reuses finished runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-cargo build --release --locked --bin harness
-BIN="$CARGO_TARGET_DIR/release/harness"
-"$BIN" inspect tiny-qwen3
-"$BIN" inspect tiny-qwen3-moe
+# `cargo test --no-run` builds the CLI with the same features as the test suite, so both commands
+# share one build of every dependency.
+cargo test --workspace --locked --no-run
+BIN="$CARGO_TARGET_DIR/debug/harness"
+GRID=experiments/quickstart.yaml
+"$BIN" validate "$GRID"
+"$BIN" plan "$GRID"
+JOBS=$(( $(nproc) >= 2 ? 2 : 1 ))
+"$BIN" run "$GRID" --out out --jobs "$JOBS" --resume
+echo "tables: out/quickstart/tables/{steps.parquet,summary.parquet,summary.csv}"

@@ -1,9 +1,24 @@
 //! `harness`: Qwen3 dense / MoE models on LibTorch, a rollout engine whose inference copy can be made
 //! to differ from the trainer's, and the RL objectives that cope with that discrepancy.
 
+pub mod config;
+pub mod diagnostics;
 pub mod error;
+pub mod grid;
 pub mod model;
 pub mod objective;
+pub mod rollout;
 pub mod runtime;
+pub mod task;
+pub mod table;
+pub mod train;
 
 pub use error::{Error, Result};
+
+/// libtorch's RNG and thread count are process-global: tests that seed it (or compare seeded
+/// results) hold this lock so parallel tests do not interleave their draws.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

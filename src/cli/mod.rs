@@ -2,9 +2,15 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod bench;
 mod init;
 mod inspect;
 mod logprobs;
+mod plan;
+mod run;
+mod slurm;
+mod table;
+mod validate;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +28,13 @@ enum Cmd {
     Inspect(inspect::Args),
     Init(init::Args),
     Logprobs(logprobs::Args),
+    Validate(validate::Args),
+    Plan(plan::Args),
+    Run(run::Args),
+    Table(table::Args),
+    Slurm(slurm::Args),
+    /// Time full GRPO steps on a tiny preset (see benches/compare_grpo_step.sh).
+    BenchStep(bench::Args),
 }
 
 /// A CLI failure with its exit code.
@@ -57,8 +70,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Inspect(a) => inspect::run(a),
+        Cmd::BenchStep(a) => bench::run(a),
         Cmd::Init(a) => init::run(a),
         Cmd::Logprobs(a) => logprobs::run(a),
+        Cmd::Validate(a) => validate::run(a),
+        Cmd::Plan(a) => plan::run(a),
+        Cmd::Run(a) => run::run(a),
+        Cmd::Table(a) => table::run(a),
+        Cmd::Slurm(a) => slurm::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

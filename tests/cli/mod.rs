@@ -1,1 +1,3 @@
-
+//! Tests of the `harness` binary.
+mod grid;
+mod model;

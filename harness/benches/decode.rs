@@ -20,7 +20,9 @@ fn without_cache(model: &Qwen3, prompts: &Tensor, new_tokens: i64) -> Tensor {
 fn bench(c: &mut Criterion) {
     tch::set_num_threads(2);
     let model = load_model("tiny-qwen3", Kind::Float, Device::Cpu, 0).unwrap();
-    let prompts: Vec<Vec<i64>> = (0..8).map(|i| (0..8).map(|j| 3 + (i * 5 + j) % 60).collect()).collect();
+    let prompts: Vec<Vec<i64>> = (0..8)
+        .map(|i| (0..8).map(|j| 3 + (i * 5 + j) % 60).collect())
+        .collect();
     let flat: Vec<i64> = prompts.iter().flatten().copied().collect();
     let prompt_t = Tensor::from_slice(&flat).view([8, 8]);
     let mut g = c.benchmark_group("decode_tiny_qwen3_b8");

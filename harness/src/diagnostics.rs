@@ -37,9 +37,18 @@ pub fn rollout_corr(
         // KL(μ ‖ π_old) estimated on tokens sampled from μ.
         put("kl", scalar(&mean(&(-&log_rho))));
         put("k3_kl", scalar(&mean(&(&rho - 1.0 - &log_rho))));
-        put("training_ppl", scalar(&seq_mean(&(-tok_mean_per_seq(&old)).exp())));
-        put("rollout_ppl", scalar(&seq_mean(&(-tok_mean_per_seq(&mu)).exp())));
-        put("ppl_ratio", scalar(&seq_mean(&tok_mean_per_seq(&log_rho).exp())));
+        put(
+            "training_ppl",
+            scalar(&seq_mean(&(-tok_mean_per_seq(&old)).exp())),
+        );
+        put(
+            "rollout_ppl",
+            scalar(&seq_mean(&(-tok_mean_per_seq(&mu)).exp())),
+        );
+        put(
+            "ppl_ratio",
+            scalar(&seq_mean(&tok_mean_per_seq(&log_rho).exp())),
+        );
         put("chi2_token", scalar(&(mean(&rho.square()) - 1.0)));
         let seq_log_rho = log_rho.sum_dim_intlist(-1, false, Kind::Double);
         put(
@@ -61,7 +70,10 @@ pub fn rollout_corr(
                 for (e, t) in engine.iter().zip(trainer) {
                     differs = differs.logical_or(&e.ne_tensor(t).any_dim(-1, false));
                 }
-                put("router_mismatch", scalar(&mean(&differs.to_kind(Kind::Double))));
+                put(
+                    "router_mismatch",
+                    scalar(&mean(&differs.to_kind(Kind::Double))),
+                );
             }
         }
         out
@@ -81,7 +93,14 @@ mod tests {
         let lp = t(&[-0.5, -1.0, -2.0, -0.1], [2, 2]);
         let mask = t(&[1.0, 1.0, 1.0, 0.0], [2, 2]);
         let m = rollout_corr(&lp, &lp, &mask, None);
-        for k in ["kl", "k3_kl", "chi2_token", "chi2_seq", "abs_prob_diff", "abs_prob_diff_max"] {
+        for k in [
+            "kl",
+            "k3_kl",
+            "chi2_token",
+            "chi2_seq",
+            "abs_prob_diff",
+            "abs_prob_diff_max",
+        ] {
             assert!(m[&format!("rollout_corr/{k}")].abs() < 1e-12, "{k}");
         }
         assert!((m["rollout_corr/ppl_ratio"] - 1.0).abs() < 1e-12);

@@ -9,8 +9,8 @@ pub mod model;
 pub mod objective;
 pub mod rollout;
 pub mod runtime;
-pub mod task;
 pub mod table;
+pub mod task;
 pub mod train;
 
 pub use error::{Error, Result};

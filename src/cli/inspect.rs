@@ -67,7 +67,11 @@ pub fn run(a: Args) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return Ok(());
     }
-    let kind = if cfg.is_moe() { "Qwen3-MoE" } else { "Qwen3 dense" };
+    let kind = if cfg.is_moe() {
+        "Qwen3-MoE"
+    } else {
+        "Qwen3 dense"
+    };
     println!("model        {} ({kind})", a.model);
     println!(
         "shape        hidden {} · layers {} · heads {}/{} (q/kv) · head_dim {} · vocab {}",
@@ -84,9 +88,16 @@ pub fn run(a: Args) -> CliResult {
             m.num_experts,
             m.num_experts_per_tok,
             m.moe_intermediate_size,
-            if m.norm_topk_prob { ", renormalised" } else { "" }
+            if m.norm_topk_prob {
+                ", renormalised"
+            } else {
+                ""
+            }
         ),
-        None => println!("mlp          SwiGLU, intermediate {}", cfg.intermediate_size),
+        None => println!(
+            "mlp          SwiGLU, intermediate {}",
+            cfg.intermediate_size
+        ),
     }
     println!(
         "embeddings   {}; rope_theta {}; rms_norm_eps {}",
@@ -103,7 +114,11 @@ pub fn run(a: Args) -> CliResult {
     } else {
         println!("parameters   {total}");
     }
-    println!("memory       weights bf16 {} · fp32 {}", gib(weights_bf16), gib(weights_fp32));
+    println!(
+        "memory       weights bf16 {} · fp32 {}",
+        gib(weights_bf16),
+        gib(weights_fp32)
+    );
     println!(
         "             full fine-tuning (AdamW, bf16 + fp32 master/moments, 16 B/param) {}",
         gib(full_ft)

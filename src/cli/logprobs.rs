@@ -53,7 +53,13 @@ pub fn run(a: Args) -> CliResult {
             continue;
         }
         let l: Line = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: expected {{\"tokens\": [ids…]}}", a.input.display(), i + 1))
+            .with_context(|| {
+                format!(
+                    "{}:{}: expected {{\"tokens\": [ids…]}}",
+                    a.input.display(),
+                    i + 1
+                )
+            })
             .map_err(Failure::bad_input)?;
         if l.tokens.len() < 2 {
             return Err(Failure::bad_input(anyhow::anyhow!(
@@ -75,7 +81,8 @@ pub fn run(a: Args) -> CliResult {
             )));
         }
     }
-    let out = std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let out =
+        std::fs::File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut w = BufWriter::new(out);
     let _guard = tch::no_grad_guard();
     for chunk in seqs.chunks(a.batch_size.max(1)) {
@@ -88,11 +95,17 @@ pub fn run(a: Args) -> CliResult {
             mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, t.len())));
         }
         let b = chunk.len() as i64;
-        let ids = Tensor::from_slice(&ids).view([b, max as i64]).to_device(device);
-        let mask = Tensor::from_slice(&mask).view([b, max as i64]).to_device(device);
+        let ids = Tensor::from_slice(&ids)
+            .view([b, max as i64])
+            .to_device(device);
+        let mask = Tensor::from_slice(&mask)
+            .view([b, max as i64])
+            .to_device(device);
         let padded = chunk.iter().any(|(_, t)| t.len() != max);
         let logits = model.forward(&ids, padded.then_some(&mask), None).logits;
-        let lp = next_token_logprobs(&logits, &ids).to_kind(Kind::Double).to_device(tch::Device::Cpu);
+        let lp = next_token_logprobs(&logits, &ids)
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu);
         for (r, (_, t)) in chunk.iter().enumerate() {
             let n = t.len() as i64 - 1;
             let row = lp.get(r as i64).narrow(0, max as i64 - 1 - n, n);

@@ -12,7 +12,10 @@ fn fixtures() -> PathBuf {
 
 #[test]
 fn inspect_reports_active_parameters_for_moe() {
-    let out = harness().args(["inspect", "qwen3-30b-a3b"]).output().unwrap();
+    let out = harness()
+        .args(["inspect", "qwen3-30b-a3b"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("128 experts, top-8"), "{text}");
@@ -52,10 +55,9 @@ fn unknown_model_is_bad_input() {
 
 #[test]
 fn logprobs_match_transformers_reference() {
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("reference.json")).unwrap(),
-    )
-    .unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+            .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.jsonl");
     let output = tmp.path().join("out.jsonl");

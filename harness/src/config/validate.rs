@@ -257,12 +257,16 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
     e.at_least("train.mini_batches", tr.mini_batches, 1);
     let batch = r.prompts_per_step * r.group_size;
     if tr.mini_batches >= 1 {
-        e.check(batch.is_multiple_of(tr.mini_batches), "train.mini_batches", || {
-            format!(
+        e.check(
+            batch.is_multiple_of(tr.mini_batches),
+            "train.mini_batches",
+            || {
+                format!(
                 "must divide the step's batch (prompts_per_step × group_size = {batch}), got {}",
                 tr.mini_batches
             )
-        });
+            },
+        );
     }
     e.positive("train.max_grad_norm", tr.max_grad_norm);
     e.non_negative("train.min_entropy", tr.min_entropy);

@@ -162,7 +162,8 @@ impl Qwen3Config {
                 missing.join(", ")
             )));
         }
-        let (hidden_size, num_attention_heads) = (hidden_size.unwrap(), num_attention_heads.unwrap());
+        let (hidden_size, num_attention_heads) =
+            (hidden_size.unwrap(), num_attention_heads.unwrap());
         let rope_theta = raw
             .rope_theta
             .or(raw.rope_parameters.and_then(|r| r.rope_theta))
@@ -174,7 +175,9 @@ impl Qwen3Config {
             num_hidden_layers: num_hidden_layers.unwrap(),
             num_attention_heads,
             num_key_value_heads: raw.num_key_value_heads.unwrap_or(num_attention_heads),
-            head_dim: raw.head_dim.unwrap_or(hidden_size / num_attention_heads.max(1)),
+            head_dim: raw
+                .head_dim
+                .unwrap_or(hidden_size / num_attention_heads.max(1)),
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(32768),
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
@@ -215,7 +218,10 @@ impl Qwen3Config {
             ));
         }
         if self.head_dim % 2 != 0 {
-            errs.push(format!("head_dim ({}) must be even for RoPE", self.head_dim));
+            errs.push(format!(
+                "head_dim ({}) must be even for RoPE",
+                self.head_dim
+            ));
         }
         if self.attention_bias {
             errs.push("attention_bias = true is not supported (Qwen3 has none)".into());
@@ -300,7 +306,10 @@ impl Qwen3Config {
         if let Some(m) = &self.moe {
             obj.insert("num_experts".into(), m.num_experts.into());
             obj.insert("num_experts_per_tok".into(), m.num_experts_per_tok.into());
-            obj.insert("moe_intermediate_size".into(), m.moe_intermediate_size.into());
+            obj.insert(
+                "moe_intermediate_size".into(),
+                m.moe_intermediate_size.into(),
+            );
             obj.insert("norm_topk_prob".into(), m.norm_topk_prob.into());
             obj.insert("decoder_sparse_step".into(), m.decoder_sparse_step.into());
             obj.insert("mlp_only_layers".into(), m.mlp_only_layers.clone().into());

@@ -122,10 +122,26 @@ impl Qwen3 {
                     &[h],
                     true,
                 )?,
-                q: src.take(&format!("{p}.self_attn.q_proj.weight"), &[nh * hd, h], false)?,
-                k: src.take(&format!("{p}.self_attn.k_proj.weight"), &[nkv * hd, h], false)?,
-                v: src.take(&format!("{p}.self_attn.v_proj.weight"), &[nkv * hd, h], false)?,
-                o: src.take(&format!("{p}.self_attn.o_proj.weight"), &[h, nh * hd], false)?,
+                q: src.take(
+                    &format!("{p}.self_attn.q_proj.weight"),
+                    &[nh * hd, h],
+                    false,
+                )?,
+                k: src.take(
+                    &format!("{p}.self_attn.k_proj.weight"),
+                    &[nkv * hd, h],
+                    false,
+                )?,
+                v: src.take(
+                    &format!("{p}.self_attn.v_proj.weight"),
+                    &[nkv * hd, h],
+                    false,
+                )?,
+                o: src.take(
+                    &format!("{p}.self_attn.o_proj.weight"),
+                    &[h, nh * hd],
+                    false,
+                )?,
                 q_norm: src.take(&format!("{p}.self_attn.q_norm.weight"), &[hd], true)?,
                 k_norm: src.take(&format!("{p}.self_attn.k_norm.weight"), &[hd], true)?,
                 mlp,
@@ -207,7 +223,10 @@ impl Qwen3 {
 
     /// Parameters as a plain list (same order as `named_parameters`).
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Mark all parameters as requiring (or not) gradients.
@@ -275,11 +294,16 @@ impl Qwen3 {
         let k_pos = Tensor::arange(total, opts).view([1, total]);
         let causal = k_pos.le_tensor(&q_pos); // bottom-right aligned
         let mask = match attention_mask {
-            None => causal.view([1, 1, seq, total]).expand([batch, 1, seq, total], false),
+            None => causal
+                .view([1, 1, seq, total])
+                .expand([batch, 1, seq, total], false),
             Some(m) => {
                 let real = m.to_kind(Kind::Bool).view([batch, 1, 1, total]);
                 let diag = k_pos.eq_tensor(&q_pos).view([1, 1, seq, total]);
-                causal.view([1, 1, seq, total]).logical_and(&real).logical_or(&diag)
+                causal
+                    .view([1, 1, seq, total])
+                    .logical_and(&real)
+                    .logical_or(&diag)
             }
         };
         Some(mask)
@@ -309,8 +333,12 @@ impl Qwen3 {
         let mut router_logits = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             let hn = rms_norm(&x, &layer.input_norm, eps);
-            let q = rms_norm(&linear(&hn, &layer.q).view([b, t, nh, hd]), &layer.q_norm, eps)
-                .transpose(1, 2);
+            let q = rms_norm(
+                &linear(&hn, &layer.q).view([b, t, nh, hd]),
+                &layer.q_norm,
+                eps,
+            )
+            .transpose(1, 2);
             let k = rms_norm(
                 &linear(&hn, &layer.k).view([b, t, nkv, hd]),
                 &layer.k_norm,
@@ -369,17 +397,22 @@ impl Qwen3 {
         cache: Option<&mut KvCache>,
     ) -> ModelOutput {
         let out = self.forward_hidden(input_ids, attention_mask, cache);
-        let aux_loss = self.cfg.moe.as_ref().filter(|_| !out.router_logits.is_empty()).map(|m| {
-            // Only the current chunk's tokens have router logits; mask padding among them.
-            let t = input_ids.size()[1];
-            let mask = attention_mask.map(|am| am.narrow(1, am.size()[1] - t, t));
-            load_balancing_loss(
-                &out.router_logits,
-                m.num_experts as i64,
-                m.num_experts_per_tok as i64,
-                mask.as_ref(),
-            )
-        });
+        let aux_loss = self
+            .cfg
+            .moe
+            .as_ref()
+            .filter(|_| !out.router_logits.is_empty())
+            .map(|m| {
+                // Only the current chunk's tokens have router logits; mask padding among them.
+                let t = input_ids.size()[1];
+                let mask = attention_mask.map(|am| am.narrow(1, am.size()[1] - t, t));
+                load_balancing_loss(
+                    &out.router_logits,
+                    m.num_experts as i64,
+                    m.num_experts_per_tok as i64,
+                    mask.as_ref(),
+                )
+            });
         ModelOutput {
             logits: self.logits(&out.hidden),
             aux_loss,
@@ -392,9 +425,7 @@ impl Qwen3 {
 /// `tokens[:, 1..]`. Returns `[B, T-1]` in fp32.
 pub fn next_token_logprobs(logits: &Tensor, tokens: &Tensor) -> Tensor {
     let t = tokens.size()[1];
-    let lp = logits
-        .narrow(1, 0, t - 1)
-        .log_softmax(-1, Kind::Float);
+    let lp = logits.narrow(1, 0, t - 1).log_softmax(-1, Kind::Float);
     lp.gather(-1, &tokens.narrow(1, 1, t - 1).unsqueeze(-1), false)
         .squeeze_dim(-1)
 }

@@ -34,7 +34,13 @@ impl MoeBlock {
         let router = src.take(&format!("{prefix}.gate.weight"), &[e, h], false)?;
         let stack = |src: &mut dyn WeightSource, proj: &str, shape: [i64; 2]| -> Result<Tensor> {
             let parts = (0..e)
-                .map(|x| src.take(&format!("{prefix}.experts.{x}.{proj}.weight"), &shape, false))
+                .map(|x| {
+                    src.take(
+                        &format!("{prefix}.experts.{x}.{proj}.weight"),
+                        &shape,
+                        false,
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             Ok(Tensor::stack(&parts, 0))
         };
@@ -113,7 +119,12 @@ impl MoeBlock {
             }
             let e = e as i64;
             let xe = xs.narrow(0, start, c);
-            outs.push(swiglu(&xe, &self.gate.get(e), &self.up.get(e), &self.down.get(e)));
+            outs.push(swiglu(
+                &xe,
+                &self.gate.get(e),
+                &self.up.get(e),
+                &self.down.get(e),
+            ));
             start += c;
         }
         let ys = Tensor::cat(&outs, 0) * ws;
@@ -142,10 +153,14 @@ pub fn load_balancing_loss(
         ),
         Some(m) => {
             let layers = router_logits.len() as i64;
-            let mf = m.to_kind(Kind::Float).reshape([1, -1]).repeat([layers, 1]).reshape([-1]);
+            let mf = m
+                .to_kind(Kind::Float)
+                .reshape([1, -1])
+                .repeat([layers, 1])
+                .reshape([-1]);
             let denom = mf.sum(Kind::Float);
-            let tpe = (expert_mask * mf.view([-1, 1, 1])).sum_dim_intlist(0, false, Kind::Float)
-                / &denom;
+            let tpe =
+                (expert_mask * mf.view([-1, 1, 1])).sum_dim_intlist(0, false, Kind::Float) / &denom;
             let ppe = (&probs * mf.view([-1, 1])).sum_dim_intlist(0, false, Kind::Float) / &denom;
             (tpe, ppe)
         }

@@ -221,7 +221,10 @@ fn changed_shape_missing_and_extra_tensors_are_named() {
         .iter()
         .map(|(n, t)| (n.clone(), t.shallow_clone()))
         .collect();
-    extra.push(("model.layers.9.foo.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
+    extra.push((
+        "model.layers.9.foo.weight".into(),
+        Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    ));
     Tensor::write_safetensors(&extra, &file).unwrap();
     let err = load_model(&spec, Kind::Float, Device::Cpu, 0)
         .err()
@@ -240,14 +243,24 @@ fn save_then_load_roundtrips_single_and_sharded() {
         let want = tch::no_grad(|| model.forward(&x, None, None).logits);
         for (shard, name) in [(u64::MAX, "one"), (200_000, "sharded")] {
             let dir = tmp.path().join(format!("{preset}-{name}"));
-            save_hf_dir(&model.cfg, model.named_parameters(), &dir, Kind::Float, shard).unwrap();
+            save_hf_dir(
+                &model.cfg,
+                model.named_parameters(),
+                &dir,
+                Kind::Float,
+                shard,
+            )
+            .unwrap();
             assert_eq!(
                 dir.join("model.safetensors.index.json").exists(),
                 name == "sharded"
             );
             let back = load_model(dir.to_str().unwrap(), Kind::Float, Device::Cpu, 0).unwrap();
             let got = tch::no_grad(|| back.forward(&x, None, None).logits);
-            assert!(got.equal(&want), "{preset} {name}: logits changed after save/load");
+            assert!(
+                got.equal(&want),
+                "{preset} {name}: logits changed after save/load"
+            );
         }
     }
 }

@@ -105,10 +105,7 @@ impl Tokenizer {
     pub fn token_id(&self, token: &str) -> Option<i64> {
         match self {
             Tokenizer::Hf(t) => t.token_to_id(token).map(|i| i as i64),
-            Tokenizer::Char(_) => SPECIALS
-                .iter()
-                .position(|&s| s == token)
-                .map(|i| i as i64),
+            Tokenizer::Char(_) => SPECIALS.iter().position(|&s| s == token).map(|i| i as i64),
         }
     }
 }

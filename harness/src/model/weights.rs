@@ -184,7 +184,9 @@ impl Checkpoint {
 
     /// The stored dtype of the first floating tensor (what `torch_dtype` would say).
     pub fn stored_kind(&self) -> Option<Kind> {
-        self.tensors.values().find_map(|(_, info)| kind_of(info.dtype))
+        self.tensors
+            .values()
+            .find_map(|(_, info)| kind_of(info.dtype))
     }
 }
 
@@ -353,14 +355,19 @@ pub fn save_hf_dir(
         }
         let path = dir.join(&fname);
         let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        safetensors::serialize_to_file(views.iter().map(|(n, v)| (n.as_str(), v)), &Some(meta), &path)
-            .map_err(|e| Error::Checkpoint {
-                path: path.clone(),
-                msg: format!("write failed: {e:?}"),
-            })?;
+        safetensors::serialize_to_file(
+            views.iter().map(|(n, v)| (n.as_str(), v)),
+            &Some(meta),
+            &path,
+        )
+        .map_err(|e| Error::Checkpoint {
+            path: path.clone(),
+            msg: format!("write failed: {e:?}"),
+        })?;
     }
     if n > 1 {
-        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let index =
+            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
         let p = dir.join("model.safetensors.index.json");
         std::fs::write(&p, serde_json::to_string_pretty(&index).unwrap())
             .map_err(|e| Error::io(&p, e))?;

@@ -50,7 +50,12 @@ mod tests {
     fn fake_quant_error_orders_as_expected() {
         tch::manual_seed(0);
         let w = Tensor::randn([64, 128], (Kind::Float, tch::Device::Cpu)) * 0.05;
-        let err = |q, s| (fake_quant(&w, q, s) - &w).abs().mean(Kind::Float).double_value(&[]);
+        let err = |q, s| {
+            (fake_quant(&w, q, s) - &w)
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
         let none = err(WeightQuant::None, QuantScale::PerTensor);
         let int8 = err(WeightQuant::Int8, QuantScale::PerChannel);
         let fp8c = err(WeightQuant::Fp8E4m3, QuantScale::PerChannel);
@@ -59,7 +64,12 @@ mod tests {
         // Int8 per-tensor is coarser than per-channel when rows have different ranges.
         let rows = Tensor::linspace(0.1, 10.0, 64, (Kind::Float, tch::Device::Cpu)).unsqueeze(1);
         let w2 = &w * rows;
-        let e = |s| (fake_quant(&w2, WeightQuant::Int8, s) - &w2).abs().mean(Kind::Float).double_value(&[]);
+        let e = |s| {
+            (fake_quant(&w2, WeightQuant::Int8, s) - &w2)
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[])
+        };
         assert!(e(QuantScale::PerChannel) < e(QuantScale::PerTensor));
     }
 

@@ -33,7 +33,8 @@ pub fn read_external(
             continue;
         }
         let at = format!("{}:{}", path.display(), i + 1);
-        let l: Line = serde_json::from_str(&line).map_err(|e| Error::Input(format!("{at}: {e}")))?;
+        let l: Line =
+            serde_json::from_str(&line).map_err(|e| Error::Input(format!("{at}: {e}")))?;
         let lp = l
             .logprobs
             .ok_or_else(|| Error::Input(format!("{at}: missing `logprobs`")))?;
@@ -47,7 +48,10 @@ pub fn read_external(
         if l.prompt_ids.is_empty() || l.response_ids.is_empty() {
             return Err(Error::Input(format!("{at}: empty prompt or response")));
         }
-        for (what, ids) in [("prompt_ids", &l.prompt_ids), ("response_ids", &l.response_ids)] {
+        for (what, ids) in [
+            ("prompt_ids", &l.prompt_ids),
+            ("response_ids", &l.response_ids),
+        ] {
             if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= vocab_size) {
                 return Err(Error::Input(format!(
                     "{at}: {what} has token id {bad} outside the vocabulary (0..{vocab_size})"
@@ -68,7 +72,9 @@ pub fn read_external(
             None | Some("stop") => FinishReason::Stop,
             Some("length") => FinishReason::Length,
             Some(other) => {
-                return Err(Error::Input(format!("{at}: unknown finish_reason `{other}`")))
+                return Err(Error::Input(format!(
+                    "{at}: unknown finish_reason `{other}`"
+                )))
             }
         };
         rows.push((l.prompt_ids, l.response_ids, lp, finish));
@@ -84,7 +90,11 @@ pub fn read_external(
         let extra = r - resp.len();
         ids.extend(resp.iter().copied().chain(std::iter::repeat_n(pad, extra)));
         mask.extend(std::iter::repeat_n(1f32, resp.len()).chain(std::iter::repeat_n(0.0, extra)));
-        lps.extend(lp.iter().map(|&x| x as f32).chain(std::iter::repeat_n(0.0, extra)));
+        lps.extend(
+            lp.iter()
+                .map(|&x| x as f32)
+                .chain(std::iter::repeat_n(0.0, extra)),
+        );
     }
     let shape = [rows.len() as i64, r as i64];
     Ok(Rollouts {
@@ -92,7 +102,10 @@ pub fn read_external(
         prompt_mask,
         response_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
         response_mask: Tensor::from_slice(&mask).view(shape).to_device(device),
-        rollout_logp: Tensor::from_slice(&lps).view(shape).to_kind(Kind::Float).to_device(device),
+        rollout_logp: Tensor::from_slice(&lps)
+            .view(shape)
+            .to_kind(Kind::Float)
+            .to_device(device),
         topk: None,
         engine_experts: vec![],
         lengths: rows.iter().map(|x| x.1.len()).collect(),
@@ -120,23 +133,50 @@ mod tests {
         assert_eq!(r.response_ids.size(), [2, 3]);
         assert_eq!(r.lengths, vec![3, 1]);
         assert_eq!(r.finish, vec![FinishReason::Stop, FinishReason::Length]);
-        assert_eq!(Vec::<f32>::try_from(r.response_mask.get(1)).unwrap(), vec![1.0, 0.0, 0.0]);
-        assert_eq!(Vec::<i64>::try_from(r.prompt_mask.get(1)).unwrap(), vec![0, 1]);
+        assert_eq!(
+            Vec::<f32>::try_from(r.response_mask.get(1)).unwrap(),
+            vec![1.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(r.prompt_mask.get(1)).unwrap(),
+            vec![0, 1]
+        );
     }
 
     #[test]
     fn clear_errors_for_bad_lines() {
         let cases = [
-            ("{\"prompt_ids\":[1],\"response_ids\":[3,4]}", "missing `logprobs`"),
-            ("{\"prompt_ids\":[1],\"response_ids\":[3,4],\"logprobs\":[-0.1]}", "misaligned"),
-            ("{\"prompt_ids\":[1],\"response_ids\":[3,40],\"logprobs\":[-0.1,-0.1]}", "token id 40"),
-            ("{\"prompt_ids\":[1],\"response_ids\":[3],\"logprobs\":[null]}", "logprobs[0]"),
-            ("{\"prompt_ids\":[1],\"response_ids\":[3],\"logprobs\":[0.5]}", "positive"),
+            (
+                "{\"prompt_ids\":[1],\"response_ids\":[3,4]}",
+                "missing `logprobs`",
+            ),
+            (
+                "{\"prompt_ids\":[1],\"response_ids\":[3,4],\"logprobs\":[-0.1]}",
+                "misaligned",
+            ),
+            (
+                "{\"prompt_ids\":[1],\"response_ids\":[3,40],\"logprobs\":[-0.1,-0.1]}",
+                "token id 40",
+            ),
+            (
+                "{\"prompt_ids\":[1],\"response_ids\":[3],\"logprobs\":[null]}",
+                "logprobs[0]",
+            ),
+            (
+                "{\"prompt_ids\":[1],\"response_ids\":[3],\"logprobs\":[0.5]}",
+                "positive",
+            ),
         ];
         for (line, want) in cases {
             let f = write(&format!("{line}\n"));
-            let e = read_external(f.path(), 16, 0, 0, Device::Cpu).err().unwrap().to_string();
-            assert!(e.contains(want) && e.contains(":1:"), "{e} should mention {want}");
+            let e = read_external(f.path(), 16, 0, 0, Device::Cpu)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains(want) && e.contains(":1:"),
+                "{e} should mention {want}"
+            );
         }
     }
 }

@@ -115,18 +115,27 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
     let mut mask = prompt_mask.shallow_clone();
     let out = model.forward(&prompt_ids, Some(&mask), Some(&mut cache));
     let mut logits = out.logits.select(1, -1);
-    let top_k_experts = model.cfg.moe.as_ref().map_or(0, |m| m.num_experts_per_tok as i64);
+    let top_k_experts = model
+        .cfg
+        .moe
+        .as_ref()
+        .map_or(0, |m| m.num_experts_per_tok as i64);
     let last_experts = |router_logits: &[Tensor], t: i64| -> Vec<Tensor> {
         router_logits
             .iter()
             .map(|rl| {
                 let e = rl.size()[1];
-                let sel = rl.view([n, t, e]).select(1, t - 1).topk(top_k_experts, -1, true, true).1;
+                let sel = rl
+                    .view([n, t, e])
+                    .select(1, t - 1)
+                    .topk(top_k_experts, -1, true, true)
+                    .1;
                 sel.sort(-1, false).0
             })
             .collect()
     };
-    let mut experts: Vec<Vec<Tensor>> = vec![last_experts(&out.router_logits, prompt_ids.size()[1])];
+    let mut experts: Vec<Vec<Tensor>> =
+        vec![last_experts(&out.router_logits, prompt_ids.size()[1])];
 
     let stop = Tensor::from_slice(&params.stop_tokens).to_device(device);
     let mut alive = Tensor::ones([n], (Kind::Bool, device));
@@ -166,7 +175,12 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
         masks.push(alive.to_kind(Kind::Float));
         toks.push(tok.shallow_clone());
         if stop.numel() > 0 {
-            alive = alive.logical_and(&tok.unsqueeze(-1).eq_tensor(&stop.unsqueeze(0)).any_dim(-1, false).logical_not());
+            alive = alive.logical_and(
+                &tok.unsqueeze(-1)
+                    .eq_tensor(&stop.unsqueeze(0))
+                    .any_dim(-1, false)
+                    .logical_not(),
+            );
         }
         if step + 1 == params.max_new_tokens || !bool::try_from(alive.any()).unwrap() {
             break;
@@ -191,28 +205,40 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
     let response_ids = pad_to(toks, params.pad_token as f64);
     let response_mask = pad_to(masks, 0.0);
     let rollout_logp = pad_to(lps, 0.0);
-    let topk = (params.topk_logprobs > 0).then(|| (pad_to(topk_lp, f64::NEG_INFINITY), pad_to(topk_ids, 0.0)));
+    let topk = (params.topk_logprobs > 0)
+        .then(|| (pad_to(topk_lp, f64::NEG_INFINITY), pad_to(topk_ids, 0.0)));
     // experts[j] holds the selection for response token j (computed on the position before it).
     let engine_experts = if top_k_experts > 0 {
         let n_layers = experts[0].len();
         (0..n_layers)
             .map(|layer| {
-                let per_tok: Vec<Tensor> = experts.iter().take(r as usize).map(|e| e[layer].shallow_clone()).collect();
+                let per_tok: Vec<Tensor> = experts
+                    .iter()
+                    .take(r as usize)
+                    .map(|e| e[layer].shallow_clone())
+                    .collect();
                 pad_to(per_tok, 0.0)
             })
             .collect()
     } else {
         vec![]
     };
-    let lengths: Vec<usize> = Vec::<f64>::try_from(response_mask.sum_dim_intlist(1, false, Kind::Double))
-        .unwrap()
-        .into_iter()
-        .map(|x| x as usize)
-        .collect();
+    let lengths: Vec<usize> =
+        Vec::<f64>::try_from(response_mask.sum_dim_intlist(1, false, Kind::Double))
+            .unwrap()
+            .into_iter()
+            .map(|x| x as usize)
+            .collect();
     let alive_end = Vec::<bool>::try_from(alive).unwrap();
     let finish = alive_end
         .iter()
-        .map(|&a| if a { FinishReason::Length } else { FinishReason::Stop })
+        .map(|&a| {
+            if a {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            }
+        })
         .collect();
     Rollouts {
         prompt_ids,

@@ -53,7 +53,11 @@ pub fn score_responses(
                 .iter()
                 .map(|rl| {
                     let e = rl.size()[1];
-                    let sel = rl.view([n, p + r, e]).narrow(1, p - 1, r).topk(k, -1, true, true).1;
+                    let sel = rl
+                        .view([n, p + r, e])
+                        .narrow(1, p - 1, r)
+                        .topk(k, -1, true, true)
+                        .1;
                     sel.sort(-1, false).0
                 })
                 .collect();

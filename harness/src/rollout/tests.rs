@@ -23,7 +23,11 @@ fn peaked(preset: &str, seed: i64) -> Qwen3 {
 fn prompts() -> Vec<Vec<i64>> {
     // Different lengths: left padding is exercised.
     (0..8)
-        .map(|i| (0..(3 + i % 4)).map(|j| 3 + ((i * 7 + j * 5) % 60) as i64).collect())
+        .map(|i| {
+            (0..(3 + i % 4))
+                .map(|j| 3 + ((i * 7 + j * 5) % 60) as i64)
+                .collect()
+        })
         .collect()
 }
 
@@ -41,9 +45,18 @@ fn mismatch(m: &Qwen3, cfg: &EngineConfig, seed: i64) -> (f64, Rollouts, Scored)
     tch::manual_seed(seed);
     let ro = engine.generate(&prompts(), &params());
     let old = tch::no_grad(|| {
-        score_responses(m, &ro.prompt_ids, &ro.prompt_mask, &ro.response_ids, &ro.response_mask, 1.0, None)
+        score_responses(
+            m,
+            &ro.prompt_ids,
+            &ro.prompt_mask,
+            &ro.response_ids,
+            &ro.response_mask,
+            1.0,
+            None,
+        )
     });
-    let d = rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)["rollout_corr/abs_prob_diff"];
+    let d = rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)
+        ["rollout_corr/abs_prob_diff"];
     (d, ro, old)
 }
 
@@ -76,7 +89,10 @@ fn assert_increasing(name: &str, preset: &str, settings: &[EngineConfig]) {
         .map(|c| (0..3).map(|s| mismatch(&m, c, 10 + s).0).sum::<f64>() / 3.0)
         .collect();
     for w in means.windows(2) {
-        assert!(w[0] < w[1], "{name}: abs_prob_diff not increasing: {means:?}");
+        assert!(
+            w[0] < w[1],
+            "{name}: abs_prob_diff not increasing: {means:?}"
+        );
     }
 }
 
@@ -144,7 +160,12 @@ fn router_noise_flips_experts() {
         ..EngineConfig::default()
     };
     let (_, ro, old) = mismatch(&m, &cfg, 4);
-    let rc = rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, Some((&ro.engine_experts, &old.experts)));
+    let rc = rollout_corr(
+        &old.logp,
+        &ro.rollout_logp,
+        &ro.response_mask,
+        Some((&ro.engine_experts, &old.experts)),
+    );
     assert!(rc["rollout_corr/router_mismatch"] > 0.05, "{rc:?}");
 }
 
@@ -178,9 +199,18 @@ fn staleness_lags_the_trainer() {
                     tch::manual_seed(7 + s);
                     let ro = engine.generate(&prompts(), &params());
                     let old = tch::no_grad(|| {
-                        score_responses(&m, &ro.prompt_ids, &ro.prompt_mask, &ro.response_ids, &ro.response_mask, 1.0, None)
+                        score_responses(
+                            &m,
+                            &ro.prompt_ids,
+                            &ro.prompt_mask,
+                            &ro.response_ids,
+                            &ro.response_mask,
+                            1.0,
+                            None,
+                        )
                     });
-                    rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)["rollout_corr/abs_prob_diff"]
+                    rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)
+                        ["rollout_corr/abs_prob_diff"]
                 })
                 .sum::<f64>()
                 / 3.0
@@ -212,24 +242,62 @@ fn stop_tokens_top_k_and_greedy() {
     let m = peaked("tiny-qwen3", 6);
     let e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
     // top_k = 1 is greedy.
-    let greedy = e.generate(&prompts(), &SamplingParams { temperature: 0.0, ..params() });
+    let greedy = e.generate(
+        &prompts(),
+        &SamplingParams {
+            temperature: 0.0,
+            ..params()
+        },
+    );
     tch::manual_seed(3);
-    let k1 = e.generate(&prompts(), &SamplingParams { top_k: 1, ..params() });
+    let k1 = e.generate(
+        &prompts(),
+        &SamplingParams {
+            top_k: 1,
+            ..params()
+        },
+    );
     assert!(greedy.response_ids.equal(&k1.response_ids));
     // A tiny nucleus is greedy too.
     tch::manual_seed(4);
-    let p = e.generate(&prompts(), &SamplingParams { top_p: 1e-6, ..params() });
+    let p = e.generate(
+        &prompts(),
+        &SamplingParams {
+            top_p: 1e-6,
+            ..params()
+        },
+    );
     assert!(greedy.response_ids.equal(&p.response_ids));
     // Make every sampled token a stop token: responses have length 1, then padding.
     let all_stop: Vec<i64> = (0..64).collect();
     tch::manual_seed(5);
-    let s = e.generate(&prompts(), &SamplingParams { stop_tokens: all_stop, pad_token: 0, ..params() });
+    let s = e.generate(
+        &prompts(),
+        &SamplingParams {
+            stop_tokens: all_stop,
+            pad_token: 0,
+            ..params()
+        },
+    );
     assert_eq!(s.lengths, vec![1; 8]);
     assert!(s.finish.iter().all(|f| *f == FinishReason::Stop));
     assert_eq!(s.response_mask.sum(Kind::Float).double_value(&[]), 8.0);
-    assert_eq!(s.response_ids.narrow(1, 1, 9).abs().sum(Kind::Int64).int64_value(&[]), 0);
+    assert_eq!(
+        s.response_ids
+            .narrow(1, 1, 9)
+            .abs()
+            .sum(Kind::Int64)
+            .int64_value(&[]),
+        0
+    );
     // Without stops every row runs to the length limit.
-    let l = e.generate(&prompts(), &SamplingParams { stop_tokens: vec![], ..params() });
+    let l = e.generate(
+        &prompts(),
+        &SamplingParams {
+            stop_tokens: vec![],
+            ..params()
+        },
+    );
     assert!(l.finish.iter().all(|f| *f == FinishReason::Length));
     assert_eq!(l.lengths, vec![10; 8]);
 }
@@ -248,9 +316,23 @@ fn topk_logprobs_are_reported_and_sorted() {
     assert_eq!(lp.size(), [8, 10, 5]);
     assert_eq!(ids.size(), [8, 10, 5]);
     let first = lp.select(1, 0);
-    assert!(bool::try_from(first.narrow(1, 0, 4).ge_tensor(&first.narrow(1, 1, 4)).all()).unwrap());
+    assert!(bool::try_from(
+        first
+            .narrow(1, 0, 4)
+            .ge_tensor(&first.narrow(1, 1, 4))
+            .all()
+    )
+    .unwrap());
     // Scoring at those ids with the same weights gives the same log-probs.
-    let s = score_responses(&m, &ro.prompt_ids, &ro.prompt_mask, &ro.response_ids, &ro.response_mask, 1.0, Some(&ids));
+    let s = score_responses(
+        &m,
+        &ro.prompt_ids,
+        &ro.prompt_mask,
+        &ro.response_ids,
+        &ro.response_mask,
+        1.0,
+        Some(&ids),
+    );
     let g = s.gathered.unwrap().select(1, 0);
     assert!((g - first).abs().max().double_value(&[]) < 1e-5);
 }

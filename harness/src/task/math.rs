@@ -8,7 +8,8 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// Instruction appended to each problem, as in DAPO / DCMDP setups.
-pub const INSTRUCTION: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
+pub const INSTRUCTION: &str =
+    "Please reason step by step, and put your final answer within \\boxed{}.";
 
 /// A problem as text.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +41,16 @@ pub fn item_from_json(v: &serde_json::Value) -> std::result::Result<MathItem, St
     let answer = ["answer", "ground_truth"]
         .iter()
         .find_map(|k| v.get(*k).and_then(text_of))
-        .or_else(|| v.get("reward_model").and_then(|r| r.get("ground_truth")).and_then(text_of))
-        .or_else(|| v.get("solution").and_then(|s| s.as_str()).and_then(last_boxed))
+        .or_else(|| {
+            v.get("reward_model")
+                .and_then(|r| r.get("ground_truth"))
+                .and_then(text_of)
+        })
+        .or_else(|| {
+            v.get("solution")
+                .and_then(|s| s.as_str())
+                .and_then(last_boxed)
+        })
         .ok_or("no `answer`, `ground_truth`, `reward_model.ground_truth` or boxed `solution`")?;
     Ok(MathItem { question, answer })
 }
@@ -57,9 +66,8 @@ pub fn load_items(path: &Path) -> Result<Vec<MathItem>> {
                 .enumerate()
                 .filter(|(_, l)| !l.trim().is_empty())
                 .map(|(i, l)| {
-                    serde_json::from_str(l).map_err(|e| {
-                        Error::Input(format!("{}:{}: {e}", path.display(), i + 1))
-                    })
+                    serde_json::from_str(l)
+                        .map_err(|e| Error::Input(format!("{}:{}: {e}", path.display(), i + 1)))
                 })
                 .collect::<Result<_>>()?
         }
@@ -212,7 +220,10 @@ mod tests {
         });
         assert_eq!(
             item_from_json(&dapo).unwrap(),
-            MathItem { question: "What is 1+1?".into(), answer: "2".into() }
+            MathItem {
+                question: "What is 1+1?".into(),
+                answer: "2".into()
+            }
         );
         let aime = serde_json::json!({"problem": "Find x.", "answer": 204});
         assert_eq!(item_from_json(&aime).unwrap().answer, "204");

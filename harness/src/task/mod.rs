@@ -80,6 +80,9 @@ pub fn build_task(cfg: &crate::config::TaskConfig, model: &str) -> crate::Result
             .collect::<crate::Result<Vec<_>>>()?;
         Ok(Box::new(math::MathTask::new(tok, train, eval)?))
     } else {
-        Ok(Box::new(synthetic::Synthetic::new(&cfg.name, cfg.difficulty)?))
+        Ok(Box::new(synthetic::Synthetic::new(
+            &cfg.name,
+            cfg.difficulty,
+        )?))
     }
 }

@@ -36,7 +36,9 @@ impl Synthetic {
             }
         };
         if !(1..=8).contains(&difficulty) {
-            return Err(Error::Input(format!("difficulty {difficulty} must be in 1..=8")));
+            return Err(Error::Input(format!(
+                "difficulty {difficulty} must be in 1..=8"
+            )));
         }
         Ok(Synthetic {
             kind,
@@ -56,7 +58,9 @@ impl Synthetic {
             }
             Kind::Reversal => {
                 let n = 1 + d + rng.below(d as u64 + 1) as usize;
-                let s: String = (0..n).map(|_| (b'a' + rng.below(8) as u8) as char).collect();
+                let s: String = (0..n)
+                    .map(|_| (b'a' + rng.below(8) as u8) as char)
+                    .collect();
                 (format!("rev {s}="), s.chars().rev().collect())
             }
             Kind::Sorting => {
@@ -68,7 +72,9 @@ impl Synthetic {
             }
             Kind::Counting => {
                 let n = 2 + 2 * d + rng.below(2 * d as u64) as usize;
-                let s: String = (0..n).map(|_| (b'a' + rng.below(4) as u8) as char).collect();
+                let s: String = (0..n)
+                    .map(|_| (b'a' + rng.below(4) as u8) as char)
+                    .collect();
                 let c = (b'a' + rng.below(4) as u8) as char;
                 let k = s.chars().filter(|&x| x == c).count();
                 (format!("count {c} {s}="), k.to_string())
@@ -79,7 +85,10 @@ impl Synthetic {
     fn problem(&self, rng: &mut Rng) -> Problem {
         let (p, a) = self.instance(rng);
         Problem {
-            prompt_ids: self.tok.encode(&p).expect("synthetic prompts use the char vocabulary"),
+            prompt_ids: self
+                .tok
+                .encode(&p)
+                .expect("synthetic prompts use the char vocabulary"),
             answer: a,
         }
     }

@@ -58,7 +58,8 @@ fn last_number(text: &str) -> Option<String> {
         if chars[end - 1].is_ascii_digit() {
             let mut start = end;
             while start > 0
-                && (chars[start - 1].is_ascii_digit() || matches!(chars[start - 1], '.' | ',' | '/'))
+                && (chars[start - 1].is_ascii_digit()
+                    || matches!(chars[start - 1], '.' | ',' | '/'))
             {
                 start -= 1;
             }
@@ -99,7 +100,9 @@ pub fn normalize(ans: &str) -> String {
     for wrapper in ["\\text{", "\\textbf{", "\\mbox{", "\\mathrm{"] {
         while let Some(i) = s.find(wrapper) {
             let body_start = i + wrapper.len();
-            let Some(close) = s[body_start..].find('}') else { break };
+            let Some(close) = s[body_start..].find('}') else {
+                break;
+            };
             let body = s[body_start..body_start + close].to_string();
             s.replace_range(i..body_start + close + 1, &body);
         }
@@ -176,7 +179,10 @@ mod tests {
 
     #[test]
     fn boxed_extraction_handles_nesting_and_last() {
-        assert_eq!(last_boxed("so \\boxed{1} or \\boxed{\\frac{1}{2}}").unwrap(), "\\frac{1}{2}");
+        assert_eq!(
+            last_boxed("so \\boxed{1} or \\boxed{\\frac{1}{2}}").unwrap(),
+            "\\frac{1}{2}"
+        );
         assert_eq!(last_boxed("\\boxed 7 done").unwrap(), "7");
         assert_eq!(last_boxed("\\fbox{x^{2}}").unwrap(), "x^{2}");
         assert!(last_boxed("\\boxed{unclosed").is_none());
@@ -211,7 +217,10 @@ mod tests {
             ("\\boxed{2} and later \\boxed{3}", "2"),
         ];
         for (resp, reference) in no {
-            assert!(!is_correct(resp, reference), "{resp} should not match {reference}");
+            assert!(
+                !is_correct(resp, reference),
+                "{resp} should not match {reference}"
+            );
         }
     }
 }

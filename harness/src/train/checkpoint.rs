@@ -44,18 +44,24 @@ pub fn latest(root: &Path) -> Option<(usize, PathBuf)> {
 /// Write `tensors` and `meta` as checkpoint `meta.step`, atomically; keep only this one.
 pub fn save(root: &Path, tensors: &[(String, Tensor)], meta: &CheckpointMeta) -> Result<PathBuf> {
     let final_dir = dir_for(root, meta.step);
-    let tmp = root.join("checkpoints").join(format!(".tmp-step-{:06}", meta.step));
+    let tmp = root
+        .join("checkpoints")
+        .join(format!(".tmp-step-{:06}", meta.step));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     Tensor::save_multi(tensors, tmp.join("tensors.ot"))?;
     let mp = tmp.join("meta.json");
-    std::fs::write(&mp, serde_json::to_string_pretty(meta).unwrap()).map_err(|e| Error::io(&mp, e))?;
+    std::fs::write(&mp, serde_json::to_string_pretty(meta).unwrap())
+        .map_err(|e| Error::io(&mp, e))?;
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
     if let Ok(entries) = std::fs::read_dir(root.join("checkpoints")) {
         for e in entries.flatten() {
             let p = e.path();
-            if p != final_dir && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")) {
+            if p != final_dir
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+            {
                 let _ = std::fs::remove_dir_all(p);
             }
         }
@@ -66,7 +72,10 @@ pub fn save(root: &Path, tensors: &[(String, Tensor)], meta: &CheckpointMeta) ->
 pub fn load(dir: &Path) -> Result<(Vec<(String, Tensor)>, CheckpointMeta)> {
     let mp = dir.join("meta.json");
     let text = std::fs::read_to_string(&mp).map_err(|e| Error::io(&mp, e))?;
-    let meta = serde_json::from_str(&text).map_err(|e| Error::Json { path: mp, source: e })?;
+    let meta = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: mp,
+        source: e,
+    })?;
     let tensors = Tensor::load_multi(dir.join("tensors.ot"))?;
     Ok((tensors, meta))
 }

@@ -102,7 +102,11 @@ pub fn lr_at(cfg: &OptimConfig, step: usize, total: usize) -> f64 {
 /// norm before clipping (NaN/∞ if any gradient is).
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+        let grads: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.grad())
+            .filter(|g| g.defined())
+            .collect();
         if grads.is_empty() {
             return 0.0;
         }
@@ -110,7 +114,10 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> f64 {
             .iter()
             .map(|g| g.to_kind(Kind::Float).square().sum(Kind::Float))
             .collect();
-        let norm = Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[]);
+        let norm = Tensor::stack(&sq, 0)
+            .sum(Kind::Float)
+            .sqrt()
+            .double_value(&[]);
         if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
             let scale = max_norm / (norm + 1e-6);
             for mut g in grads {
@@ -152,7 +159,9 @@ mod tests {
     #[test]
     fn clipping_reports_pre_clip_norm() {
         let p = Tensor::zeros([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        (&p * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float).backward();
+        (&p * Tensor::from_slice(&[3.0f32, 4.0]))
+            .sum(Kind::Float)
+            .backward();
         let n = clip_grad_norm(&[p.shallow_clone()], 1.0);
         assert!((n - 5.0).abs() < 1e-6);
         let g = p.grad().norm().double_value(&[]);

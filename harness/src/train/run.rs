@@ -8,7 +8,9 @@ use super::{sft, RunOutcome, RunState, StepReport};
 use crate::config::RunConfig;
 use crate::diagnostics::rollout_corr;
 use crate::model::{load_model, Qwen3, RandomInit};
-use crate::objective::{build_algorithm, AdvantageInput, Algorithm, Metrics, PolicyBatch, StepStats};
+use crate::objective::{
+    build_algorithm, AdvantageInput, Algorithm, Metrics, PolicyBatch, StepStats,
+};
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::external::read_external;
 use crate::rollout::{score_responses, Engine, Rollouts, SamplingParams};
@@ -76,7 +78,11 @@ fn truncate_jsonl(path: &Path, step: usize) -> Result<()> {
         })
         .collect();
     let tmp = path.with_extension("jsonl.tmp");
-    let body = if kept.is_empty() { String::new() } else { kept.join("\n") + "\n" };
+    let body = if kept.is_empty() {
+        String::new()
+    } else {
+        kept.join("\n") + "\n"
+    };
     std::fs::write(&tmp, body).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
@@ -97,8 +103,12 @@ impl<'a> Trainer<'a> {
         let device = crate::runtime::default_device();
         let task = build_task(&cfg.task, &cfg.model.name)?;
         let kind = precision_kind(cfg.train.precision);
-        let mut policy =
-            load_model(&cfg.model.name, kind, device, cfg.model.init_seed.unwrap_or(seed))?;
+        let mut policy = load_model(
+            &cfg.model.name,
+            kind,
+            device,
+            cfg.model.init_seed.unwrap_or(seed),
+        )?;
         policy.set_requires_grad(true);
         if !resuming {
             if let Some(s) = &cfg.task.sft {
@@ -229,11 +239,17 @@ impl<'a> Trainer<'a> {
         };
         copy_into(self.policy.named_parameters(), "policy")?;
         let n = self.params.len();
-        let m = (0..n).map(|i| get(&format!("adam_m/{i}"))).collect::<Result<Vec<_>>>()?;
-        let v = (0..n).map(|i| get(&format!("adam_v/{i}"))).collect::<Result<Vec<_>>>()?;
+        let m = (0..n)
+            .map(|i| get(&format!("adam_m/{i}")))
+            .collect::<Result<Vec<_>>>()?;
+        let v = (0..n)
+            .map(|i| get(&format!("adam_v/{i}")))
+            .collect::<Result<Vec<_>>>()?;
         self.opt.load_moments(&m, &v, meta.adam_t);
         let n_w = self.engine.weights().len();
-        let w = (0..n_w).map(|i| get(&format!("engine/{i}"))).collect::<Result<Vec<_>>>()?;
+        let w = (0..n_w)
+            .map(|i| get(&format!("engine/{i}")))
+            .collect::<Result<Vec<_>>>()?;
         self.engine.set_weights(&w);
         let mut pending = VecDeque::new();
         for j in 0..meta.pending {
@@ -247,8 +263,12 @@ impl<'a> Trainer<'a> {
         if let Some((vm, vo)) = &mut self.value {
             copy_into(vm.named_parameters(), "value")?;
             let k = vm.parameters().len();
-            let m = (0..k).map(|i| get(&format!("value_adam_m/{i}"))).collect::<Result<Vec<_>>>()?;
-            let v = (0..k).map(|i| get(&format!("value_adam_v/{i}"))).collect::<Result<Vec<_>>>()?;
+            let m = (0..k)
+                .map(|i| get(&format!("value_adam_m/{i}")))
+                .collect::<Result<Vec<_>>>()?;
+            let v = (0..k)
+                .map(|i| get(&format!("value_adam_v/{i}")))
+                .collect::<Result<Vec<_>>>()?;
             vo.load_moments(&m, &v, meta.value_adam_t);
         }
         if let Some(r) = &self.reference {
@@ -278,7 +298,9 @@ impl<'a> Trainer<'a> {
                 .iter()
                 .flat_map(|p| std::iter::repeat_n(p.prompt_ids.clone(), e.k))
                 .collect();
-            let ro = self.engine.generate(&prompts, &self.sampling(e.temperature));
+            let ro = self
+                .engine
+                .generate(&prompts, &self.sampling(e.temperature));
             let resp = to_rows(&ro.response_ids);
             let correct: Vec<Vec<bool>> = problems
                 .iter()
@@ -324,7 +346,11 @@ impl<'a> Trainer<'a> {
                     .iter()
                     .flat_map(|p| std::iter::repeat_n(p.prompt_ids.clone(), group))
                     .collect();
-                (self.engine.generate(&prompts, &self.sampling(r.temperature)), problems)
+                (
+                    self.engine
+                        .generate(&prompts, &self.sampling(r.temperature)),
+                    problems,
+                )
             }
         };
         let t_gen = t_step.elapsed().as_secs_f64();
@@ -345,11 +371,28 @@ impl<'a> Trainer<'a> {
         let t0 = Instant::now();
         let temp = r.temperature;
         let old = tch::no_grad(|| {
-            score_responses(&self.policy, &ro.prompt_ids, &ro.prompt_mask, &ro.response_ids, &mask, temp, None)
+            score_responses(
+                &self.policy,
+                &ro.prompt_ids,
+                &ro.prompt_mask,
+                &ro.response_ids,
+                &mask,
+                temp,
+                None,
+            )
         });
         let ref_logp = self.reference.as_ref().map(|m| {
             tch::no_grad(|| {
-                score_responses(m, &ro.prompt_ids, &ro.prompt_mask, &ro.response_ids, &mask, temp, None).logp
+                score_responses(
+                    m,
+                    &ro.prompt_ids,
+                    &ro.prompt_mask,
+                    &ro.response_ids,
+                    &mask,
+                    temp,
+                    None,
+                )
+                .logp
             })
         });
         let old_values = self.value.as_ref().map(|(v, _)| {
@@ -408,9 +451,13 @@ impl<'a> Trainer<'a> {
                     temp,
                     topk.as_ref().map(|(_, ids)| ids),
                 );
-                let (old_lp, mu_lp, a) = (sel(&old.logp), sel(&ro.rollout_logp), sel(&adv.advantages));
+                let (old_lp, mu_lp, a) =
+                    (sel(&old.logp), sel(&ro.rollout_logp), sel(&adv.advantages));
                 let rl = ref_logp.as_ref().map(sel);
-                let vals = self.value.as_ref().map(|(v, _)| v.values(&pi, &pm, &ri, &rm));
+                let vals = self
+                    .value
+                    .as_ref()
+                    .map(|(v, _)| v.values(&pi, &pm, &ri, &rm));
                 let (ov, ret) = (old_values.as_ref().map(sel), adv.returns.as_ref().map(sel));
                 let mut batch = PolicyBatch::new(&cur.logp, &old_lp, &mu_lp, &a, &rm);
                 if let Some(rl) = &rl {
@@ -470,17 +517,45 @@ impl<'a> Trainer<'a> {
         let put = |m: &mut Metrics, k: &str, v: f64| {
             m.insert(k.to_string(), v);
         };
-        put(&mut metrics, "critic/score/mean", rewards.iter().map(|&x| x as f64).sum::<f64>() / nf);
-        put(&mut metrics, "critic/score/max", rewards.iter().fold(f64::MIN, |a, &b| a.max(b as f64)));
-        put(&mut metrics, "critic/score/min", rewards.iter().fold(f64::MAX, |a, &b| a.min(b as f64)));
-        put(&mut metrics, "response_length/mean", lens.iter().sum::<f64>() / nf);
+        put(
+            &mut metrics,
+            "critic/score/mean",
+            rewards.iter().map(|&x| x as f64).sum::<f64>() / nf,
+        );
+        put(
+            &mut metrics,
+            "critic/score/max",
+            rewards.iter().fold(f64::MIN, |a, &b| a.max(b as f64)),
+        );
+        put(
+            &mut metrics,
+            "critic/score/min",
+            rewards.iter().fold(f64::MAX, |a, &b| a.min(b as f64)),
+        );
+        put(
+            &mut metrics,
+            "response_length/mean",
+            lens.iter().sum::<f64>() / nf,
+        );
         put(
             &mut metrics,
             "response_length/clip_ratio",
-            ro.finish.iter().filter(|f| **f == crate::rollout::FinishReason::Length).count() as f64 / nf,
+            ro.finish
+                .iter()
+                .filter(|f| **f == crate::rollout::FinishReason::Length)
+                .count() as f64
+                / nf,
         );
-        put(&mut metrics, "actor/entropy", masked_mean(&old.entropy, &mask));
-        put(&mut metrics, "actor/grad_norm", grad_norms.iter().sum::<f64>() / grad_norms.len().max(1) as f64);
+        put(
+            &mut metrics,
+            "actor/entropy",
+            masked_mean(&old.entropy, &mask),
+        );
+        put(
+            &mut metrics,
+            "actor/grad_norm",
+            grad_norms.iter().sum::<f64>() / grad_norms.len().max(1) as f64,
+        );
         put(&mut metrics, "actor/lr", lr);
         let t_total = t_step.elapsed().as_secs_f64();
         put(&mut metrics, "timing_s/gen", t_gen);

@@ -35,8 +35,14 @@ pub fn warm_start(model: &Qwen3, task: &dyn Task, cfg: &SftConfig, seed: i64) ->
         let mut ids = Vec::with_capacity(targets.len() * r);
         let mut mask = Vec::with_capacity(targets.len() * r);
         for t in &targets {
-            ids.extend(t.iter().copied().chain(std::iter::repeat_n(task.pad_token(), r - t.len())));
-            mask.extend(std::iter::repeat_n(1f32, t.len()).chain(std::iter::repeat_n(0.0, r - t.len())));
+            ids.extend(
+                t.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(task.pad_token(), r - t.len())),
+            );
+            mask.extend(
+                std::iter::repeat_n(1f32, t.len()).chain(std::iter::repeat_n(0.0, r - t.len())),
+            );
         }
         let shape = [targets.len() as i64, r as i64];
         let ri = Tensor::from_slice(&ids).view(shape).to_device(device);

@@ -33,7 +33,8 @@ fn read_jsonl(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
 
 fn final_eval(dir: &Path) -> (f64, f64) {
     let rows = read_jsonl(&dir.join("eval.jsonl"));
-    let acc = |r: &serde_json::Map<String, serde_json::Value>| r["eval/addition/avg@4"].as_f64().unwrap();
+    let acc =
+        |r: &serde_json::Map<String, serde_json::Value>| r["eval/addition/avg@4"].as_f64().unwrap();
     (acc(&rows[0]), acc(rows.last().unwrap()))
 }
 
@@ -45,7 +46,11 @@ fn train(cfg: &RunConfig, seed: i64, dir: &Path) -> RunOutcome {
 #[test]
 fn grpo_dcmdp_dppo_learn_after_sft() {
     let _rng = crate::rng_lock();
-    for alg in ["{ name: grpo }", "{ name: dcmdp, c: 0.001 }", "{ name: dppo }"] {
+    for alg in [
+        "{ name: grpo }",
+        "{ name: dcmdp, c: 0.001 }",
+        "{ name: dppo }",
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = tiny_config(alg, 60);
         let out = train(&cfg, 1, tmp.path());
@@ -57,9 +62,15 @@ fn grpo_dcmdp_dppo_learn_after_sft() {
     }
 }
 
-fn without_timing(rows: Vec<serde_json::Map<String, serde_json::Value>>) -> Vec<serde_json::Map<String, serde_json::Value>> {
+fn without_timing(
+    rows: Vec<serde_json::Map<String, serde_json::Value>>,
+) -> Vec<serde_json::Map<String, serde_json::Value>> {
     rows.into_iter()
-        .map(|r| r.into_iter().filter(|(k, _)| !k.starts_with("timing_s/") && !k.starts_with("perf/")).collect())
+        .map(|r| {
+            r.into_iter()
+                .filter(|(k, _)| !k.starts_with("timing_s/") && !k.starts_with("perf/"))
+                .collect()
+        })
         .collect()
 }
 
@@ -88,7 +99,10 @@ fn kill_and_resume_gives_the_same_metrics() {
     let b = without_timing(read_jsonl(&cut.path().join("metrics.jsonl")));
     assert_eq!(a.len(), 5);
     assert_eq!(a, b);
-    assert_eq!(read_jsonl(&full.path().join("eval.jsonl")), read_jsonl(&cut.path().join("eval.jsonl")));
+    assert_eq!(
+        read_jsonl(&full.path().join("eval.jsonl")),
+        read_jsonl(&cut.path().join("eval.jsonl"))
+    );
 }
 
 #[test]

@@ -11,12 +11,17 @@ pub struct ValueModel {
 
 impl ValueModel {
     pub fn from_policy(policy: &Qwen3) -> Result<Self> {
-        let mut trunk =
-            Qwen3::from_source(&policy.cfg, &mut RandomInit::zeros(policy.kind(), policy.device()))?;
+        let mut trunk = Qwen3::from_source(
+            &policy.cfg,
+            &mut RandomInit::zeros(policy.kind(), policy.device()),
+        )?;
         trunk.copy_weights_from(policy);
         trunk.set_requires_grad(true);
-        let head = Tensor::zeros([1, policy.cfg.hidden_size as i64], (Kind::Float, policy.device()))
-            .set_requires_grad(true);
+        let head = Tensor::zeros(
+            [1, policy.cfg.hidden_size as i64],
+            (Kind::Float, policy.device()),
+        )
+        .set_requires_grad(true);
         Ok(ValueModel { trunk, head })
     }
 

@@ -115,8 +115,8 @@ fn run_single(grid: &Grid, a: &Args) -> CliResult {
     let threads = a.threads.unwrap_or_else(cores).max(1);
     tch::set_num_threads(threads as i32);
     if let Some(d) = &a.device {
-        // The training loop reads the device from here.
-        std::env::set_var("HARNESS_DEVICE", d);
+        // The training loop places the run on the process's default device.
+        harness::runtime::set_default_device(parse_device(d)?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();

@@ -122,6 +122,25 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
         format!("unknown task `{}` (one of {})", t.name, TASKS.join(", "))
     });
     let math = t.name == "math";
+    if math {
+        let preset = crate::model::presets::PRESETS.contains(&m.name.as_str());
+        let dir = std::path::Path::new(&m.name);
+        e.check(
+            !preset && (!dir.is_dir() || dir.join("tokenizer.json").exists()),
+            "model.name",
+            || {
+                format!(
+                    "the math task needs a Hugging Face model directory with tokenizer.json;                      `{}` {}",
+                    m.name,
+                    if preset {
+                        "is a preset (character vocabulary)"
+                    } else {
+                        "has no tokenizer.json"
+                    }
+                )
+            },
+        );
+    }
     if !math {
         e.check((1..=32).contains(&t.difficulty), "task.difficulty", || {
             format!("must be in 1..=32, got {}", t.difficulty)
@@ -353,7 +372,10 @@ task: { name: math }
 algorithm: { name: ppo }
 rollout: { group_size: 1, engine: { router: { noise_std: 0.1 } } }
 ");
-        assert_eq!(paths(&c), vec!["task.train_file", "rollout.engine.router"]);
+        assert_eq!(
+            paths(&c),
+            vec!["model.name", "task.train_file", "rollout.engine.router"]
+        );
     }
 
     #[test]

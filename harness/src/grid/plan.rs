@@ -125,10 +125,27 @@ pub fn lora_params(m: &Qwen3Config, rank: u64, targets: &[String]) -> u64 {
     total
 }
 
+/// The shape of a model spec; a model directory that is not there (yet) falls back to the preset
+/// its name ends with (`models/Qwen3-8B` → `qwen3-8b`), so a grid can be planned before the
+/// weights are downloaded.
+pub fn model_shape(name: &str) -> Result<Qwen3Config> {
+    model_config(name).or_else(|e| {
+        let base = std::path::Path::new(name)
+            .file_name()
+            .map(|b| b.to_string_lossy().to_lowercase());
+        match base {
+            Some(b) if !std::path::Path::new(name).exists() => {
+                crate::model::presets::preset(&b).map_err(|_| e)
+            }
+            _ => Err(e),
+        }
+    })
+}
+
 /// Estimate one run.
 pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let cfg = &run.config;
-    let m = model_config(&cfg.model.name)?;
+    let m = model_shape(&cfg.model.name)?;
     let (total, active) = m.param_counts();
     let lora = cfg.model.lora.as_ref();
     let trainable = match lora {
@@ -363,7 +380,7 @@ mod tests {
     fn qwen3_8b_full_finetune_in_bf16_is_16_bytes_per_param() {
         let text = "
 base:
-  model: { name: qwen3-8b }
+  model: { name: models/Qwen3-8B }
   task: { name: math, train_file: data.jsonl }
   algorithm: { name: dcmdp }
   train: { precision: bf16, mini_batches: 64 }

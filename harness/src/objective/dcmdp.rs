@@ -13,7 +13,6 @@
 //! Defaults: `c` 0.0037 and `λ_0` 0.1 (Qwen3-8B; 0.0050 / 0.05 for Qwen3-30B-A3B), `η_λ` 1.0,
 //! `λ_max` 10 (a safety bound, not from the paper), the GRPO keys with GRPO's defaults (the
 //! paper's ε 0.24 is `clip_ratio_high: 0.24`).
-use super::advantage::group_advantages;
 use super::agg::{LossAgg, LossAggMode};
 use super::correction::Correction;
 use super::grpo::{policy_loss, GrpoConfig, PgConfig};
@@ -206,16 +205,7 @@ impl Algorithm for Dcmdp {
     }
 
     fn advantages(&mut self, input: &AdvantageInput) -> Advantages {
-        Advantages {
-            advantages: group_advantages(
-                input.rewards,
-                input.mask,
-                input.group_size,
-                self.cfg.norm_adv_by_std,
-            ),
-            returns: None,
-            metrics: Metrics::new(),
-        }
+        Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
     fn begin_step(&mut self, step: &StepStats) {

@@ -8,7 +8,6 @@
 //! (`Â > 0` and π_θ > μ, or `Â < 0` and π_θ < μ). Divergences: `binary-tv` `|π_θ − μ|` (δ 0.15),
 //! `binary-kl` the sampled token's Bernoulli `KL(μ ‖ π_θ)` (δ 0.05), `topk-tv` / `topk-kl` the same
 //! over μ's top-K tokens plus one "rest" bucket. Aggregation Dr.GRPO-style by default.
-use super::advantage::group_advantages;
 use super::agg::{LossAgg, LossAggMode};
 use super::grpo::validate_norm;
 use super::{
@@ -225,16 +224,7 @@ impl Algorithm for Dppo {
     }
 
     fn advantages(&mut self, input: &AdvantageInput) -> Advantages {
-        Advantages {
-            advantages: group_advantages(
-                input.rewards,
-                input.mask,
-                input.group_size,
-                self.cfg.norm_adv_by_std,
-            ),
-            returns: None,
-            metrics: Metrics::new(),
-        }
+        Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {

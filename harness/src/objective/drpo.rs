@@ -8,7 +8,6 @@
 //!
 //! Default δ = 0.15, the Binary-TV radius the derivation above identifies it with. (One summary
 //! reports "12.5", which would be `1/δ` with δ = 0.08; set `delta: 0.08` to follow that reading.)
-use super::advantage::group_advantages;
 use super::agg::{LossAgg, LossAggMode};
 use super::grpo::validate_norm;
 use super::{
@@ -104,16 +103,7 @@ impl Algorithm for Drpo {
     }
 
     fn advantages(&mut self, input: &AdvantageInput) -> Advantages {
-        Advantages {
-            advantages: group_advantages(
-                input.rewards,
-                input.mask,
-                input.group_size,
-                self.cfg.norm_adv_by_std,
-            ),
-            returns: None,
-            metrics: Metrics::new(),
-        }
+        Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {

@@ -4,7 +4,6 @@
 //! `l_t = max(−Â_t·r_t, −Â_t·clip(r_t, 1−ε_low, 1+ε_high))`, and for `Â_t < 0` the dual clip
 //! `l_t = min(l_t, −c·Â_t)`. Mismatch corrections weight or drop tokens, an optional KL penalty to a
 //! reference policy is added, everything aggregated by `loss_agg_mode`.
-use super::advantage::group_advantages;
 use super::agg::{LossAgg, LossAggMode};
 use super::correction::{apply_corrections, Correction};
 use super::kl::{kl_loss, KlPenalty};
@@ -228,16 +227,7 @@ impl Algorithm for Grpo {
     }
 
     fn advantages(&mut self, input: &AdvantageInput) -> Advantages {
-        Advantages {
-            advantages: group_advantages(
-                input.rewards,
-                input.mask,
-                input.group_size,
-                self.cfg.norm_adv_by_std,
-            ),
-            returns: None,
-            metrics: Metrics::new(),
-        }
+        Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {

@@ -165,6 +165,22 @@ pub struct Advantages {
     pub metrics: Metrics,
 }
 
+impl Advantages {
+    /// Group-normalised (GRPO) or, without the std division, Dr.GRPO advantages; no value targets.
+    pub fn grouped(input: &AdvantageInput, norm_by_std: bool) -> Self {
+        Advantages {
+            advantages: advantage::group_advantages(
+                input.rewards,
+                input.mask,
+                input.group_size,
+                norm_by_std,
+            ),
+            returns: None,
+            metrics: Metrics::new(),
+        }
+    }
+}
+
 /// Summary of a whole training step's batch, computed once by the loop after π_old is recomputed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepStats {

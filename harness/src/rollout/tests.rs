@@ -4,7 +4,7 @@ use super::*;
 use crate::config::{EngineConfig, Precision, QuantScale, RouterKnob, WeightQuant};
 use crate::diagnostics::rollout_corr;
 use crate::model::{load_model, Qwen3};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// A tiny preset with weights scaled up from HF's 0.02 init so distributions are peaked, as in a
 /// trained model (a near-uniform model hides every discrepancy).

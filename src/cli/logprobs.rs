@@ -2,10 +2,11 @@
 use super::{CliResult, Failure};
 use anyhow::Context;
 use harness::model::{load_model, next_token_logprobs};
+use harness::rollout::sampler::left_pad;
 use harness::runtime::{ensure_device, parse_device, parse_dtype};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 /// Score token sequences: each input line `{"tokens": [ids…]}` gives an output line
 /// `{"logprobs": [...]}` with log p(token_i | tokens_<i) for i = 1..n (length n−1).
@@ -87,20 +88,8 @@ pub fn run(a: Args) -> CliResult {
     let _guard = tch::no_grad_guard();
     for chunk in seqs.chunks(a.batch_size.max(1)) {
         let max = chunk.iter().map(|(_, t)| t.len()).max().unwrap();
-        let mut ids = Vec::with_capacity(chunk.len() * max);
-        let mut mask = Vec::with_capacity(chunk.len() * max);
-        for (_, t) in chunk {
-            let pad = max - t.len();
-            ids.extend(std::iter::repeat_n(0i64, pad).chain(t.iter().copied()));
-            mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, t.len())));
-        }
-        let b = chunk.len() as i64;
-        let ids = Tensor::from_slice(&ids)
-            .view([b, max as i64])
-            .to_device(device);
-        let mask = Tensor::from_slice(&mask)
-            .view([b, max as i64])
-            .to_device(device);
+        let rows: Vec<Vec<i64>> = chunk.iter().map(|(_, t)| t.clone()).collect();
+        let (ids, mask) = left_pad(&rows, 0, device);
         let padded = chunk.iter().any(|(_, t)| t.len() != max);
         let logits = model.forward(&ids, padded.then_some(&mask), None).logits;
         let lp = next_token_logprobs(&logits, &ids)

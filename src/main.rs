@@ -2,5 +2,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    harness::runtime::tune_allocator();
     cli::main()
 }

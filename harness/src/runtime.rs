@@ -68,3 +68,16 @@ pub fn default_device() -> Device {
 pub fn set_default_device(d: Device) {
     *DEFAULT_DEVICE.lock().unwrap() = Some(d);
 }
+
+/// Keep freed memory in the process instead of handing it back to the OS after every step: a
+/// training step frees and reallocates the same few hundred MiB of activations, and glibc's default
+/// trimming turns that into page faults (measured: about a tenth of a tiny-model step's CPU time).
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; it is called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}

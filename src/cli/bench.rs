@@ -21,6 +21,19 @@ pub struct Args {
     model: String,
 }
 
+/// User + system CPU seconds of this process so far (from `/proc/self/stat`, 100 Hz ticks): with
+/// one thread it measures the work even on a busy machine, where wall time does not.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -44,19 +57,42 @@ pub fn run(a: Args) -> CliResult {
     );
     let cfg: RunConfig = serde_yaml::from_str(&yaml)?;
     let tmp = std::env::temp_dir().join(format!("harness-bench-{}", std::process::id()));
-    let mut times = Vec::new();
+    // Per timed step: total, generation, π_old recompute, update.
+    let keys = [
+        "timing_s/step",
+        "timing_s/gen",
+        "timing_s/old_log_prob",
+        "timing_s/update_actor",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); keys.len()];
+    let (mut cpu_start, mut cpu_end) = (f64::NAN, f64::NAN);
     let res = harness::train::run_training(&cfg, 0, &tmp, &AtomicBool::new(false), &mut |r| {
+        if r.step == a.warmup {
+            cpu_start = cpu_seconds();
+        }
+        if r.step == a.warmup + a.steps {
+            cpu_end = cpu_seconds(); // before the final evaluation and checkpoint
+        }
         if r.step > a.warmup {
-            times.push(r.metrics["timing_s/step"]);
+            for (t, k) in times.iter_mut().zip(keys) {
+                t.push(r.metrics[k]);
+            }
         }
     });
+    let cpu_per_step = (cpu_end - cpu_start) / a.steps as f64;
     let _ = std::fs::remove_dir_all(&tmp);
     res?;
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [step, gen, old, update]: [f64; 4] = std::array::from_fn(|i| median(times[i].clone()));
     println!(
         "{}",
-        serde_json::json!({"impl": "harness", "s_per_step": median, "peak_rss_mib": peak_rss_mib()})
+        serde_json::json!({
+            "impl": "harness", "s_per_step": step, "peak_rss_mib": peak_rss_mib(),
+            "gen_s": gen, "old_logprob_s": old, "update_s": update, "cpu_s_per_step": cpu_per_step,
+        })
     );
     Ok(())
 }

@@ -253,15 +253,20 @@ impl Algorithm for Dcmdp {
         self.pg.kl.is_some()
     }
 
+    /// `lambda_bits` carries λ exactly (serde_json's float parsing may round the last bit, which
+    /// would break bitwise resume); `lambda` is there for people reading the checkpoint.
     fn state(&self) -> serde_json::Value {
-        serde_json::json!({ "lambda": self.lambda })
+        serde_json::json!({ "lambda": self.lambda, "lambda_bits": self.lambda.to_bits() })
     }
 
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
-        let lambda = state
-            .get("lambda")
-            .and_then(serde_json::Value::as_f64)
-            .ok_or_else(|| format!("dcmdp state needs a numeric `lambda`, got {state}"))?;
+        let lambda = match state.get("lambda_bits").and_then(serde_json::Value::as_u64) {
+            Some(bits) => f64::from_bits(bits),
+            None => state
+                .get("lambda")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| format!("dcmdp state needs a numeric `lambda`, got {state}"))?,
+        };
         check(
             lambda.is_finite() && (0.0..=self.cfg.lambda_max).contains(&lambda),
             || {
@@ -304,7 +309,10 @@ mod tests {
             lambda_max: 1.0,
             ..DcmdpConfig::default()
         });
-        assert_eq!(a.state(), serde_json::json!({"lambda": 0.1}));
+        assert_eq!(
+            a.state(),
+            serde_json::json!({"lambda": 0.1, "lambda_bits": 0.1f64.to_bits()})
+        );
         a.load_state(&serde_json::json!({"lambda": 0.7})).unwrap();
         assert_eq!(a.lambda(), 0.7);
         let mut b = Dcmdp::new(DcmdpConfig::default());
@@ -314,6 +322,12 @@ mod tests {
         assert!(a.load_state(&serde_json::json!({"lambda": -0.1})).is_err());
         assert!(a.load_state(&serde_json::json!({"lam": 0.1})).is_err());
         assert!(a.load_state(&serde_json::Value::Null).is_err());
+        // Every bit survives a trip through the checkpoint's JSON text.
+        let odd = 0.09700005011600778f64;
+        a.load_state(&serde_json::json!({"lambda": odd})).unwrap();
+        let text = serde_json::to_string(&a.state()).unwrap();
+        b.load_state(&serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(b.lambda().to_bits(), odd.to_bits());
     }
 
     #[test]

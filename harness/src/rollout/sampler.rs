@@ -113,8 +113,26 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
     let (prompt_ids, prompt_mask) = left_pad(prompts, params.pad_token, device);
     let mut cache = KvCache::new(model.cfg.num_hidden_layers);
     let mut mask = prompt_mask.shallow_clone();
-    let out = model.forward(&prompt_ids, Some(&mask), Some(&mut cache));
+    // A GRPO group repeats its prompt: prefill each distinct prompt once and share its cache.
+    let groups = super::score::prompt_groups(&prompt_ids, &prompt_mask);
+    let mut out = match &groups {
+        None => model.forward(&prompt_ids, Some(&mask), Some(&mut cache)),
+        Some((first, _)) => model.forward(
+            &prompt_ids.index_select(0, first),
+            Some(&prompt_mask.index_select(0, first)),
+            Some(&mut cache),
+        ),
+    };
     let mut logits = out.logits.select(1, -1);
+    if let Some((_, group)) = &groups {
+        cache.select_rows(group);
+        logits = logits.index_select(0, group);
+        let p = prompt_ids.size()[1];
+        for rl in out.router_logits.iter_mut() {
+            let e = rl.size()[1];
+            *rl = rl.view([-1, p, e]).index_select(0, group).view([-1, e]);
+        }
+    }
     let top_k_experts = model
         .cfg
         .moe

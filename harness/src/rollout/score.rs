@@ -1,6 +1,6 @@
 //! Trainer-side scoring of sampled responses: log-probs (`π_old` or `π_θ`), entropy, and MoE routing,
 //! from one full forward over prompt + response.
-use crate::model::Qwen3;
+use crate::model::{KvCache, Qwen3};
 use tch::{Kind, Tensor};
 
 pub struct Scored {
@@ -30,13 +30,43 @@ pub fn score_responses(
 ) -> Scored {
     let (n, p) = prompt_ids.size2().unwrap();
     let r = response_ids.size()[1];
-    let ids = Tensor::cat(&[prompt_ids, response_ids], 1);
     // Tokens after a response's end are masked out as keys; causality already keeps them from
     // influencing the real tokens.
     let mask = Tensor::cat(&[prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
-    let out = model.forward_hidden(&ids, Some(&mask), None);
-    // Only the positions that predict response tokens go through the LM head.
-    let hidden = out.hidden.narrow(1, p - 1, r);
+    // `hidden`: the positions that predict response tokens (only they go through the LM head);
+    // `router_logits`: per sparse layer, `[N*(P+R), E]` as a plain forward would give them.
+    let (hidden, router_logits) = match prompt_groups(prompt_ids, prompt_mask) {
+        None => {
+            let ids = Tensor::cat(&[prompt_ids, response_ids], 1);
+            let out = model.forward_hidden(&ids, Some(&mask), None);
+            (out.hidden.narrow(1, p - 1, r), out.router_logits)
+        }
+        Some((first, group)) => {
+            // GRPO groups repeat each prompt: encode it once, share its keys/values (gradients
+            // from every row flow back through the shared prefix), then run only the responses.
+            let mut cache = KvCache::new(model.cfg.num_hidden_layers);
+            let pre = model.forward_hidden(
+                &prompt_ids.index_select(0, &first),
+                Some(&prompt_mask.index_select(0, &first)),
+                Some(&mut cache),
+            );
+            cache.select_rows(&group);
+            let out = model.forward_hidden(response_ids, Some(&mask), Some(&mut cache));
+            let last_prompt = pre.hidden.narrow(1, p - 1, 1).index_select(0, &group);
+            let hidden = Tensor::cat(&[last_prompt, out.hidden.narrow(1, 0, r - 1)], 1);
+            let router_logits = pre
+                .router_logits
+                .iter()
+                .zip(&out.router_logits)
+                .map(|(a, b)| {
+                    let e = a.size()[1];
+                    let a = a.view([-1, p, e]).index_select(0, &group);
+                    Tensor::cat(&[a, b.view([n, r, e])], 1).view([n * (p + r), e])
+                })
+                .collect();
+            (hidden, router_logits)
+        }
+    };
     let temp = if temperature > 0.0 { temperature } else { 1.0 };
     let logits = model.logits(&hidden).to_kind(Kind::Float) / temp;
     let logp_all = logits.log_softmax(-1, Kind::Float);
@@ -46,10 +76,9 @@ pub fn score_responses(
     let gathered = gather_ids.map(|ids| logp_all.gather(-1, ids, false));
     let entropy = -(logp_all.exp() * &logp_all).sum_dim_intlist(-1, false, Kind::Float);
     let (experts, aux_loss) = match &model.cfg.moe {
-        Some(m) if !out.router_logits.is_empty() => {
+        Some(m) if !router_logits.is_empty() => {
             let k = m.num_experts_per_tok as i64;
-            let experts = out
-                .router_logits
+            let experts = router_logits
                 .iter()
                 .map(|rl| {
                     let e = rl.size()[1];
@@ -62,7 +91,7 @@ pub fn score_responses(
                 })
                 .collect();
             let aux = crate::model::qwen3_moe::load_balancing_loss(
-                &out.router_logits,
+                &router_logits,
                 m.num_experts as i64,
                 k,
                 Some(&mask),
@@ -78,4 +107,33 @@ pub fn score_responses(
         aux_loss,
         gathered,
     }
+}
+
+/// Runs of consecutive rows with the same prompt (ids and mask), as GRPO groups lay them out:
+/// `(first row of each run, run index of every row)`, or `None` when no two neighbours share one.
+pub(crate) fn prompt_groups(prompt_ids: &Tensor, prompt_mask: &Tensor) -> Option<(Tensor, Tensor)> {
+    let n = prompt_ids.size()[0];
+    if n < 2 {
+        return None;
+    }
+    let rows = |t: &Tensor| -> Vec<Vec<i64>> {
+        Vec::<Vec<i64>>::try_from(t.to_device(tch::Device::Cpu).to_kind(Kind::Int64)).unwrap()
+    };
+    let (ids, mask) = (rows(prompt_ids), rows(prompt_mask));
+    let mut first = vec![0i64];
+    let mut group = vec![0i64];
+    for i in 1..n as usize {
+        if ids[i] != ids[i - 1] || mask[i] != mask[i - 1] {
+            first.push(i as i64);
+        }
+        group.push(first.len() as i64 - 1);
+    }
+    if first.len() as i64 == n {
+        return None;
+    }
+    let device = prompt_ids.device();
+    Some((
+        Tensor::from_slice(&first).to_device(device),
+        Tensor::from_slice(&group).to_device(device),
+    ))
 }

@@ -4,7 +4,7 @@ use super::*;
 use crate::config::{EngineConfig, Precision, QuantScale, RouterKnob, WeightQuant};
 use crate::diagnostics::rollout_corr;
 use crate::model::{load_model, Qwen3};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// A tiny preset with weights scaled up from HF's 0.02 init so distributions are peaked, as in a
 /// trained model (a near-uniform model hides every discrepancy).
@@ -335,4 +335,113 @@ fn topk_logprobs_are_reported_and_sorted() {
     );
     let g = s.gathered.unwrap().select(1, 0);
     assert!((g - first).abs().max().double_value(&[]) < 1e-5);
+}
+
+/// GRPO layout: every prompt repeated `g` times in a row.
+fn grouped_prompts(g: usize) -> Vec<Vec<i64>> {
+    prompts()
+        .into_iter()
+        .take(4)
+        .flat_map(|p| std::iter::repeat_n(p, g))
+        .collect()
+}
+
+#[test]
+fn grouped_prompts_share_prefill_and_still_match_the_trainer() {
+    let _rng = crate::rng_lock();
+    for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
+        let m = peaked(preset, 2);
+        let engine = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
+        tch::manual_seed(11);
+        let ro = engine.generate(&grouped_prompts(3), &params());
+        assert_eq!(ro.prompt_ids.size()[0], 12);
+        let old = tch::no_grad(|| {
+            score_responses(
+                &m,
+                &ro.prompt_ids,
+                &ro.prompt_mask,
+                &ro.response_ids,
+                &ro.response_mask,
+                1.0,
+                None,
+            )
+        });
+        let diff = (old.logp.exp() - ro.rollout_logp.exp()).abs() * &ro.response_mask;
+        let max = diff.max().double_value(&[]);
+        assert!(max <= 1e-5, "{preset}: max |π_old − μ| = {max:e}");
+        // Rows of a group sample independently.
+        let row = |i: i64| ro.response_ids.get(i);
+        let differs = (0..4).any(|g| (1..3).any(|i| !row(3 * g).equal(&row(3 * g + i))));
+        assert!(differs, "{preset}: every group sampled identical responses");
+        if preset.ends_with("moe") {
+            let rc = rollout_corr(
+                &old.logp,
+                &ro.rollout_logp,
+                &ro.response_mask,
+                Some((&ro.engine_experts, &old.experts)),
+            );
+            assert_eq!(rc["rollout_corr/router_mismatch"], 0.0);
+        }
+    }
+}
+
+/// Log-probs, entropy, experts, aux loss and every parameter gradient of the shared-prefix path
+/// (grouped rows) equal the plain full-sequence path (the same rows interleaved, so no neighbours
+/// share a prompt).
+#[test]
+fn shared_prefix_scoring_equals_full_forward_with_gradients() {
+    let _rng = crate::rng_lock();
+    for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
+        let m = peaked(preset, 3);
+        let engine = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
+        tch::manual_seed(4);
+        let ro = engine.generate(&grouped_prompts(3), &params());
+        // Grouped row i = prompt i/3, copy i%3; interleaved row j = copy j/4 of prompt j%4.
+        let perm: Vec<i64> = (0..12).map(|j| (j % 4) * 3 + j / 4).collect();
+        let perm = Tensor::from_slice(&perm);
+        let sel = |t: &Tensor| t.index_select(0, &perm);
+        assert!(score::prompt_groups(&ro.prompt_ids, &ro.prompt_mask).is_some());
+        assert!(score::prompt_groups(&sel(&ro.prompt_ids), &sel(&ro.prompt_mask)).is_none());
+        let run = |pi: &Tensor, pm: &Tensor, ri: &Tensor, rm: &Tensor| {
+            let mut m = peaked(preset, 3);
+            m.set_requires_grad(true);
+            let s = score_responses(&m, pi, pm, ri, rm, 0.7, None);
+            let mut loss = (&s.logp * rm).sum(Kind::Float) - (&s.entropy * rm).sum(Kind::Float);
+            if let Some(aux) = &s.aux_loss {
+                loss = loss + aux * 10.0;
+            }
+            loss.backward();
+            let grads: Vec<Tensor> = m.parameters().iter().map(|p| p.grad().copy()).collect();
+            (s, grads)
+        };
+        let (a, ga) = run(
+            &ro.prompt_ids,
+            &ro.prompt_mask,
+            &ro.response_ids,
+            &ro.response_mask,
+        );
+        let (b, gb) = run(
+            &sel(&ro.prompt_ids),
+            &sel(&ro.prompt_mask),
+            &sel(&ro.response_ids),
+            &sel(&ro.response_mask),
+        );
+        let close = |x: &Tensor, y: &Tensor, what: &str| {
+            let d = (x - y).abs().max().double_value(&[]);
+            let s = y.abs().max().double_value(&[]).max(1.0);
+            assert!(d <= 1e-5 * s, "{preset} {what}: max diff {d:e}");
+        };
+        close(&sel(&a.logp), &b.logp, "logp");
+        close(&sel(&a.entropy), &b.entropy, "entropy");
+        for (x, y) in a.experts.iter().zip(&b.experts) {
+            assert!(sel(x).equal(y), "{preset}: experts differ");
+        }
+        assert_eq!(a.aux_loss.is_some(), preset.ends_with("moe"));
+        if let (Some(x), Some(y)) = (&a.aux_loss, &b.aux_loss) {
+            close(x, y, "aux loss");
+        }
+        for (x, y) in ga.iter().zip(&gb) {
+            close(x, y, "gradient");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use crate::objective::{
 };
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::external::read_external;
-use crate::rollout::{score_responses, Engine, Rollouts, SamplingParams};
+use crate::rollout::{score_responses, Engine, Rollouts, SamplingParams, Scored};
 use crate::task::eval::avg_and_pass_at_k;
 use crate::task::{build_task, Rng, Task};
 use crate::{Error, Result};
@@ -370,17 +370,42 @@ impl<'a> Trainer<'a> {
         // Trainer-side recompute of π_old (and π_ref, V_old).
         let t0 = Instant::now();
         let temp = r.temperature;
-        let old = tch::no_grad(|| {
-            score_responses(
+        // With one epoch of one mini-batch the update's forward runs on the very weights that
+        // define π_old: do that forward once, with the graph, and take π_old as its detached copy.
+        let fused = cfg.train.ppo_epochs.max(1) == 1 && cfg.train.mini_batches.max(1) == 1;
+        let mut fused_cur = None;
+        let old = if fused {
+            let cur = score_responses(
                 &self.policy,
                 &ro.prompt_ids,
                 &ro.prompt_mask,
                 &ro.response_ids,
                 &mask,
                 temp,
-                None,
-            )
-        });
+                ro.topk.as_ref().map(|(_, ids)| ids),
+            );
+            let old = Scored {
+                logp: cur.logp.detach(),
+                entropy: cur.entropy.detach(),
+                experts: cur.experts.iter().map(Tensor::shallow_clone).collect(),
+                aux_loss: None,
+                gathered: None,
+            };
+            fused_cur = Some(cur);
+            old
+        } else {
+            tch::no_grad(|| {
+                score_responses(
+                    &self.policy,
+                    &ro.prompt_ids,
+                    &ro.prompt_mask,
+                    &ro.response_ids,
+                    &mask,
+                    temp,
+                    None,
+                )
+            })
+        };
         let ref_logp = self.reference.as_ref().map(|m| {
             tch::no_grad(|| {
                 score_responses(
@@ -433,8 +458,14 @@ impl<'a> Trainer<'a> {
                 order.swap(i, perm_rng.below(i as u64 + 1) as usize);
             }
             for chunk in order.chunks(mb_size as usize) {
-                let idx = Tensor::from_slice(chunk).to_device(self.device);
-                let sel = |t: &Tensor| t.index_select(0, &idx);
+                // The fused single mini-batch keeps the rows in order (the loss is a mean).
+                let idx = fused_cur
+                    .is_none()
+                    .then(|| Tensor::from_slice(chunk).to_device(self.device));
+                let sel = |t: &Tensor| match &idx {
+                    Some(idx) => t.index_select(0, idx),
+                    None => t.shallow_clone(),
+                };
                 let (pi, pm, ri, rm) = (
                     sel(&ro.prompt_ids),
                     sel(&ro.prompt_mask),
@@ -442,15 +473,18 @@ impl<'a> Trainer<'a> {
                     sel(&mask),
                 );
                 let topk = ro.topk.as_ref().map(|(lp, ids)| (sel(lp), sel(ids)));
-                let cur = score_responses(
-                    &self.policy,
-                    &pi,
-                    &pm,
-                    &ri,
-                    &rm,
-                    temp,
-                    topk.as_ref().map(|(_, ids)| ids),
-                );
+                let cur = match fused_cur.take() {
+                    Some(cur) => cur,
+                    None => score_responses(
+                        &self.policy,
+                        &pi,
+                        &pm,
+                        &ri,
+                        &rm,
+                        temp,
+                        topk.as_ref().map(|(_, ids)| ids),
+                    ),
+                };
                 let (old_lp, mu_lp, a) =
                     (sel(&old.logp), sel(&ro.rollout_logp), sel(&adv.advantages));
                 let rl = ref_logp.as_ref().map(sel);

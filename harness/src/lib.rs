@@ -9,6 +9,7 @@ pub mod model;
 pub mod objective;
 pub mod rollout;
 pub mod runtime;
+pub mod report;
 pub mod table;
 pub mod task;
 pub mod train;

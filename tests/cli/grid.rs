@@ -118,7 +118,7 @@ axes:
 
 #[test]
 fn plan_sizes_a_paper_grid() {
-    let g = root().join("experiments/paper-dcmdp-qwen3-8b.yaml");
+    let g = root().join("experiments/paper-qwen3-8b.yaml");
     let out = harness()
         .arg("plan")
         .arg(&g)

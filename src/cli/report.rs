@@ -26,7 +26,7 @@ pub struct Args {
     /// every `baselines/paper-*.csv` next to the grid file with a row matching a grid point).
     #[arg(long)]
     paper: Vec<PathBuf>,
-    /// Claims to check (default: `<grid file stem>.claims.yaml` beside the grid file, if any).
+    /// Claims to check (default: `claims/<grid file stem>.yaml` beside the grid file, if any).
     #[arg(long)]
     claims: Option<PathBuf>,
 }

@@ -233,3 +233,32 @@ fn report_writes_markdown_and_svgs() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("claims[0]: give exactly one of"), "{}", text(&out));
 }
+
+/// Every shipped claims file (`experiments/claims/<grid>.yaml`) names grid points that its grid
+/// really has, so a renamed case or axis value cannot silently turn a verdict into an error.
+#[test]
+fn shipped_claims_name_real_grid_points() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(root.join("claims")).unwrap() {
+        let p = e.unwrap().path();
+        let grid = root.join(p.file_name().unwrap());
+        assert!(grid.exists(), "{} has no grid {}", p.display(), grid.display());
+        let points: Vec<String> = runs(&grid)
+            .into_iter()
+            .map(|(_, l)| l.rsplit_once("/seed=").unwrap().0.to_string())
+            .collect();
+        let v: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        for c in v["claims"].as_sequence().unwrap() {
+            for key in ["less", "greater", "interior_max"] {
+                for label in c[key].as_sequence().into_iter().flatten() {
+                    let label = label.as_str().unwrap();
+                    assert!(points.iter().any(|x| x == label), "{}: `{label}`", p.display());
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n >= 10, "{n}");
+}

@@ -1,4 +1,4 @@
-//! Claims a report checks against a grid's results (`experiments/<grid>.claims.yaml`), so that the
+//! Claims a report checks against a grid's results (`experiments/claims/<grid>.yaml`), so that the
 //! verdicts in a committed report come from the committed grid and code, not from hand edits.
 //!
 //! ```yaml

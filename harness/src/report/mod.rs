@@ -249,7 +249,7 @@ pub struct ReportOptions {
     /// A published table to set beside this run (default: any `baselines/paper-*.csv` next to the
     /// grid's source with a row that matches a grid point).
     pub papers: Vec<PathBuf>,
-    /// Claims to check (default: `<grid source stem>.claims.yaml` beside the grid file).
+    /// Claims to check (default: `claims/<grid file stem>.yaml` beside the grid file).
     pub claims: Option<PathBuf>,
 }
 
@@ -338,7 +338,7 @@ pub fn write_report(grid_dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
     }
     let claims_path = opts.claims.clone().or_else(|| {
         let stem = g.manifest.source.file_stem()?.to_str()?.to_string();
-        let p = source_dir.join(format!("{stem}.claims.yaml"));
+        let p = source_dir.join("claims").join(format!("{stem}.yaml"));
         p.exists().then_some(p)
     });
     let claims = claims_path

@@ -136,10 +136,10 @@ claims:
 
 fn claims() -> Claims {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("synthetic.claims.yaml");
+    let p = d.path().join("synthetic.yaml");
     std::fs::write(&p, CLAIMS).unwrap();
     let mut c = Claims::read(&p).unwrap();
-    c.path = "experiments/synthetic.claims.yaml".into();
+    c.path = "experiments/claims/synthetic.yaml".into();
     c
 }
 

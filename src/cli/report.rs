@@ -4,7 +4,7 @@ use anyhow::Context;
 use harness::report::{write_report, ReportOptions};
 use std::path::PathBuf;
 
-/// Write `DIR/<grid>/report/report.md` (the grid's description; per grid point mean ± 95 % CI over
+/// Write `DIR/<grid>/report/report.md` (or `--out DIR`) (the grid's description; per grid point mean ± 95 % CI over
 /// seeds, seed count and divergences of reward, eval accuracy, discrepancy, λ, entropy and grad
 /// norm; checked claims; a "paper vs this run" table where a published table matches) and one SVG
 /// per curve (mean line and min–max seed band per grid point, split by the grouping axes).
@@ -29,6 +29,10 @@ pub struct Args {
     /// Claims to check (default: `claims/<grid file stem>.yaml` beside the grid file, if any).
     #[arg(long)]
     claims: Option<PathBuf>,
+    /// Write here instead of `DIR/<grid>/report` (e.g. `reports/<grid>` to commit it); older
+    /// `.md` and `.svg` files there are replaced.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -40,6 +44,7 @@ pub fn run(a: Args) -> CliResult {
             group_by: a.group_by,
             papers: a.paper,
             claims: a.claims,
+            out: a.out,
         },
     )
     .with_context(|| format!("report of {}", a.dir.display()))?;

@@ -100,7 +100,10 @@ fn fake_grid(dir: &Path, scale: f64, diverge: Option<usize>) -> PathBuf {
         )
         .unwrap();
         let (state, reason) = if diverge == Some(i) {
-            ("diverged", ",\"reason\":\"entropy 0.01 < min_entropy 0.05\"")
+            (
+                "diverged",
+                ",\"reason\":\"entropy 0.01 < min_entropy 0.05\"",
+            )
         } else {
             ("done", "")
         };
@@ -231,7 +234,11 @@ fn report_writes_markdown_and_svgs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("claims[0]: give exactly one of"), "{}", text(&out));
+    assert!(
+        text(&out).contains("claims[0]: give exactly one of"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Every shipped claims file (`experiments/claims/<grid>.yaml`) names grid points that its grid
@@ -243,7 +250,12 @@ fn shipped_claims_name_real_grid_points() {
     for e in std::fs::read_dir(root.join("claims")).unwrap() {
         let p = e.unwrap().path();
         let grid = root.join(p.file_name().unwrap());
-        assert!(grid.exists(), "{} has no grid {}", p.display(), grid.display());
+        assert!(
+            grid.exists(),
+            "{} has no grid {}",
+            p.display(),
+            grid.display()
+        );
         let points: Vec<String> = runs(&grid)
             .into_iter()
             .map(|(_, l)| l.rsplit_once("/seed=").unwrap().0.to_string())
@@ -254,7 +266,11 @@ fn shipped_claims_name_real_grid_points() {
             for key in ["less", "greater", "interior_max"] {
                 for label in c[key].as_sequence().into_iter().flatten() {
                     let label = label.as_str().unwrap();
-                    assert!(points.iter().any(|x| x == label), "{}: `{label}`", p.display());
+                    assert!(
+                        points.iter().any(|x| x == label),
+                        "{}: `{label}`",
+                        p.display()
+                    );
                     n += 1;
                 }
             }

@@ -27,9 +27,8 @@ impl Csv {
             if line.trim().is_empty() || line.trim_start().starts_with('#') {
                 continue;
             }
-            let cells = split_line(line).map_err(|msg| {
-                Error::Input(format!("{}:{n}: {msg}", path.display()))
-            })?;
+            let cells = split_line(line)
+                .map_err(|msg| Error::Input(format!("{}:{n}: {msg}", path.display())))?;
             match &header {
                 None => header = Some(cells.into_iter().map(|c| c.trim().to_string()).collect()),
                 Some(h) => {
@@ -142,7 +141,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.header, ["point", "metric", "value"]);
-        assert_eq!(c.records[0], (3, vec!["a,b".into(), "x \"y\"".into(), "1.5".into()]));
+        assert_eq!(
+            c.records[0],
+            (3, vec!["a,b".into(), "x \"y\"".into(), "1.5".into()])
+        );
         assert_eq!(c.records[1].0, 5);
         assert_eq!(c.number(5, &c.records[1].1, 2).unwrap(), None);
         let e = c.number(3, &c.records[0].1, 1).unwrap_err().to_string();
@@ -151,7 +153,11 @@ mod tests {
         assert!(e.contains("b.csv:2: 1 field(s), the header has 2"), "{e}");
         let e = Csv::parse("a,b\n\"1,2\n", p).unwrap_err().to_string();
         assert!(e.contains("b.csv:2: unterminated"), "{e}");
-        assert!(c.column("tol").unwrap_err().to_string().contains("no column `tol`"));
+        assert!(c
+            .column("tol")
+            .unwrap_err()
+            .to_string()
+            .contains("no column `tol`"));
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("ab"), "ab");
     }

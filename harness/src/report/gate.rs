@@ -415,7 +415,12 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
     }
     for (m, abs, rel, dir) in [
         ("actor/entropy", None, Some(0.25), Direction::Both),
-        ("rollout_corr/abs_prob_diff", Some(1e-4), Some(0.5), Direction::Both),
+        (
+            "rollout_corr/abs_prob_diff",
+            Some(1e-4),
+            Some(0.5),
+            Direction::Both,
+        ),
         ("actor/grad_norm", Some(0.1), Some(1.0), Direction::Lower),
     ] {
         if logged(m) {
@@ -460,7 +465,10 @@ pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usiz
         } else {
             for r in kept {
                 if let Some(v) = value(&r.metric, r.last_k) {
-                    rows.push(BaselineRow { value: v, ..r.clone() });
+                    rows.push(BaselineRow {
+                        value: v,
+                        ..r.clone()
+                    });
                 }
             }
         }

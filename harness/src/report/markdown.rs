@@ -15,7 +15,11 @@ fn columns(g: &GridResults, k: usize) -> Vec<(String, String, Stat)> {
             cols.push((m.to_string(), head, s));
         }
     };
-    push("critic/score/mean", format!("reward (last {k})"), Stat::LastK(k));
+    push(
+        "critic/score/mean",
+        format!("reward (last {k})"),
+        Stat::LastK(k),
+    );
     for e in names
         .iter()
         .filter(|n| n.starts_with("eval/") && n.contains("/avg@"))
@@ -118,7 +122,10 @@ pub fn render(
                      95 % half-widths, is inconclusive when only the sign is right.\n",
                     c.path.display()
                 );
-                let _ = writeln!(s, "| claim | metric | verdict | evidence |\n|---|---|---|---|");
+                let _ = writeln!(
+                    s,
+                    "| claim | metric | verdict | evidence |\n|---|---|---|---|"
+                );
                 for ch in checked {
                     let _ = writeln!(
                         s,
@@ -169,12 +176,20 @@ pub fn render(
         for (p, row) in matched {
             let _ = write!(s, "| `{}` | paper: {} |", cell(&p.label), cell(&row.label));
             for v in &row.values {
-                let _ = write!(s, " {} |", v.map(|x| format!("{x:.1}")).unwrap_or("–".into()));
+                let _ = write!(
+                    s,
+                    " {} |",
+                    v.map(|x| format!("{x:.1}")).unwrap_or("–".into())
+                );
             }
             let _ = write!(s, "\n| | this run |");
             for mt in &t.metrics {
                 let v = t.run_value(p, mt, &run_metrics);
-                let _ = write!(s, " {} |", v.map(|x| format!("{x:.1}")).unwrap_or("–".into()));
+                let _ = write!(
+                    s,
+                    " {} |",
+                    v.map(|x| format!("{x:.1}")).unwrap_or("–".into())
+                );
             }
             s.push('\n');
         }

@@ -46,10 +46,7 @@ pub struct PointRun {
 
 impl PointRun {
     pub fn finished(&self) -> bool {
-        matches!(
-            self.data.state,
-            Some(RunState::Done | RunState::Diverged)
-        )
+        matches!(self.data.state, Some(RunState::Done | RunState::Diverged))
     }
     pub fn state(&self) -> Option<RunState> {
         self.data.state
@@ -92,7 +89,10 @@ impl Point {
         self.runs.iter().filter(|r| r.finished()).count()
     }
     pub fn count(&self, state: RunState) -> usize {
-        self.runs.iter().filter(|r| r.state() == Some(state)).count()
+        self.runs
+            .iter()
+            .filter(|r| r.state() == Some(state))
+            .count()
     }
     pub fn divergences(&self) -> usize {
         self.count(RunState::Diverged)
@@ -251,6 +251,8 @@ pub struct ReportOptions {
     pub papers: Vec<PathBuf>,
     /// Claims to check (default: `claims/<grid file stem>.yaml` beside the grid file).
     pub claims: Option<PathBuf>,
+    /// Where to write (default: `DIR/<grid>/report`).
+    pub out: Option<PathBuf>,
 }
 
 impl Default for ReportOptions {
@@ -261,6 +263,7 @@ impl Default for ReportOptions {
             group_by: None,
             papers: Vec::new(),
             claims: None,
+            out: None,
         }
     }
 }
@@ -297,7 +300,7 @@ pub fn render(
     Ok(Rendered { markdown, svgs })
 }
 
-/// Write `DIR/<grid>/report/report.md` and its SVGs (replacing older ones).
+/// Write `report.md` and its SVGs into `opts.out` or `DIR/<grid>/report` (replacing older ones).
 pub fn write_report(grid_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
     let g = GridResults::load(grid_dir)?;
     let source_dir = g
@@ -347,10 +350,13 @@ pub fn write_report(grid_dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
         .transpose()?;
     let r = render(&g, opts, &papers, claims.as_ref())?;
 
-    let out = grid_dir.join("report");
+    let out = opts.out.clone().unwrap_or_else(|| grid_dir.join("report"));
     if out.exists() {
         // Old SVGs of curves that are gone would linger.
-        for e in std::fs::read_dir(&out).map_err(|e| Error::io(&out, e))?.flatten() {
+        for e in std::fs::read_dir(&out)
+            .map_err(|e| Error::io(&out, e))?
+            .flatten()
+        {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "svg" || x == "md") {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;

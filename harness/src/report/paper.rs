@@ -29,7 +29,13 @@ pub struct PaperRow {
 
 /// Strings equal case-insensitively by their last `/` component.
 fn same(a: &str, b: &str) -> bool {
-    let last = |s: &str| s.trim_end_matches('/').rsplit('/').next().unwrap_or(s).to_lowercase();
+    let last = |s: &str| {
+        s.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(s)
+            .to_lowercase()
+    };
     a == b || last(a) == last(b)
 }
 
@@ -77,7 +83,9 @@ impl PaperTable {
     pub fn matching_row(&self, p: &Point) -> Option<&PaperRow> {
         self.rows.iter().find(|r| {
             self.match_keys.iter().zip(&r.keys).all(|(k, want)| {
-                want.is_empty() || p.config_value(k).is_some_and(|v| same(&value_text(v), want))
+                want.is_empty()
+                    || p.config_value(k)
+                        .is_some_and(|v| same(&value_text(v), want))
             })
         })
     }

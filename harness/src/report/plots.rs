@@ -192,8 +192,7 @@ pub fn figures(g: &GridResults, opts: &ReportOptions) -> Vec<Figure> {
             if metric == "rollout_corr/abs_prob_diff" || metric == "dc/delta_bar" {
                 for &i in members {
                     let p = &g.points[i];
-                    if p.config_value("algorithm.name").and_then(|v| v.as_str()) != Some("dcmdp")
-                    {
+                    if p.config_value("algorithm.name").and_then(|v| v.as_str()) != Some("dcmdp") {
                         continue;
                     }
                     if let Some(c) = p.config_value("algorithm.c").and_then(|v| v.as_f64()) {
@@ -313,7 +312,10 @@ fn draw(f: &Figure, buf: &mut String) -> std::result::Result<(), Box<dyn std::er
         if c.points.iter().any(|&(_, _, lo, hi)| hi > lo) {
             let mut band: Vec<(f64, f64)> = c.points.iter().map(|&(x, _, _, hi)| (x, hi)).collect();
             band.extend(c.points.iter().rev().map(|&(x, _, lo, _)| (x, lo)));
-            chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))?;
+            chart.draw_series(std::iter::once(Polygon::new(
+                band,
+                color.mix(0.15).filled(),
+            )))?;
         }
         chart.draw_series(LineSeries::new(
             c.points.iter().map(|&(x, m, _, _)| (x, m)),

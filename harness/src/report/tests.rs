@@ -46,7 +46,10 @@ fn synthetic(scale: f64) -> GridResults {
                         ("critic/score/mean", scale * (base + 0.05 * s_f)),
                         ("actor/entropy", 2.0 - 0.1 * s_f - 0.05 * seed as f64),
                         ("actor/grad_norm", 0.5 + 0.01 * s_f * (seed as f64 + 1.0)),
-                        ("rollout_corr/abs_prob_diff", 0.004 + 0.0005 * s_f - 0.001 * pi as f64),
+                        (
+                            "rollout_corr/abs_prob_diff",
+                            0.004 + 0.0005 * s_f - 0.001 * pi as f64,
+                        ),
                     ];
                     if *alg == "dcmdp" {
                         kv.push(("dc/lambda", 0.1 + 0.02 * s_f * (pi as f64)));
@@ -57,7 +60,12 @@ fn synthetic(scale: f64) -> GridResults {
             let eval = [4i64, 8]
                 .iter()
                 .filter(|&&s| s <= last)
-                .map(|&s| row(s, &[("eval/addition/avg@4", scale * (base + 0.04 * s as f64))]))
+                .map(|&s| {
+                    row(
+                        s,
+                        &[("eval/addition/avg@4", scale * (base + 0.04 * s as f64))],
+                    )
+                })
                 .collect();
             let id = format!("r{pi}{seed}");
             let axes = match c {
@@ -175,7 +183,9 @@ fn points_and_statistics() {
     let want = ((0.2 + 0.32) + (0.22 + 0.32) + (0.24 + 0.16)) / 3.0;
     assert!((f.mean.unwrap() - want).abs() < 1e-12);
     assert_eq!(
-        g.points[1].config_value("algorithm.c").and_then(|v| v.as_f64()),
+        g.points[1]
+            .config_value("algorithm.c")
+            .and_then(|v| v.as_f64()),
         Some(0.001)
     );
 }
@@ -219,12 +229,18 @@ fn report_svg_snapshots() {
     assert_eq!(r.svgs, again.svgs);
     for (name, svg) in &r.svgs {
         assert!(svg.starts_with("<svg"), "{name}");
-        assert!(!svg.contains("font-face") && !svg.contains("url("), "{name}");
+        assert!(
+            !svg.contains("font-face") && !svg.contains("url("),
+            "{name}"
+        );
         insta::assert_snapshot!(format!("svg_{}", name.trim_end_matches(".svg")), svg);
     }
     // The discrepancy plot carries the two tolerance lines.
     let apd = &r.svgs[2].1;
-    assert!(apd.contains("c = 0.001") && apd.contains("c = 0.01"), "{apd}");
+    assert!(
+        apd.contains("c = 0.001") && apd.contains("c = 0.01"),
+        "{apd}"
+    );
 }
 
 #[test]
@@ -279,11 +295,23 @@ fn claims_verdicts() {
 fn paper_rows_match_by_config() {
     let g = synthetic(1.0);
     let t = paper();
-    assert_eq!(t.match_keys, ["model.name", "algorithm.name", "rollout.engine.weight_quant"]);
+    assert_eq!(
+        t.match_keys,
+        [
+            "model.name",
+            "algorithm.name",
+            "rollout.engine.weight_quant"
+        ]
+    );
     assert_eq!(t.matching_row(&g.points[0]).unwrap().label, "GRPO (paper)");
-    assert_eq!(t.matching_row(&g.points[1]).unwrap().label, "DC-GRPO (paper)");
+    assert_eq!(
+        t.matching_row(&g.points[1]).unwrap().label,
+        "DC-GRPO (paper)"
+    );
     let names: Vec<String> = g.metric_names().into_iter().collect();
-    let v = t.run_value(&g.points[0], "eval/addition/avg@32", &names).unwrap();
+    let v = t
+        .run_value(&g.points[0], "eval/addition/avg@32", &names)
+        .unwrap();
     assert!((v - 100.0 * (0.02 + 0.32)).abs() < 1e-9);
     assert_eq!(t.run_value(&g.points[0], "eval/avg", &names), Some(v));
 }
@@ -344,7 +372,10 @@ fn gate_flags_a_collapsed_reward_and_a_new_divergence() {
         .filter(|c| c.verdict == Verdict::Regression)
         .map(|c| (c.point.as_str(), c.metric.as_str()))
         .collect();
-    assert_eq!(bad, [("grpo", "runs finished"), ("gone", "critic/score/mean")]);
+    assert_eq!(
+        bad,
+        [("grpo", "runs finished"), ("gone", "critic/score/mean")]
+    );
 
     // Direction: a rise of a higher-is-better metric passes as `improved`.
     let g = synthetic(2.0);
@@ -359,11 +390,26 @@ fn malformed_baselines_name_file_line_and_column() {
     let p = Path::new("baselines/x.csv");
     let head = "point,metric,last_k,value,abs_tol,rel_tol,direction\n";
     for (body, want) in [
-        ("a,m,3,abc,,,\n", "baselines/x.csv:2: column `value`: not a number: `abc`"),
-        ("a,m,3,1,-1,,\n", "baselines/x.csv:2: column `abs_tol`: must be a finite number ≥ 0"),
-        ("a,m,3,1,,,up\n", "baselines/x.csv:2: column `direction`: `up`: expected higher"),
-        ("a,m,,1,,,\n", "baselines/x.csv:2: column `last_k`: needed for a metric"),
-        ("a,m,0,1,,,\n", "baselines/x.csv:2: column `last_k`: not a positive integer"),
+        (
+            "a,m,3,abc,,,\n",
+            "baselines/x.csv:2: column `value`: not a number: `abc`",
+        ),
+        (
+            "a,m,3,1,-1,,\n",
+            "baselines/x.csv:2: column `abs_tol`: must be a finite number ≥ 0",
+        ),
+        (
+            "a,m,3,1,,,up\n",
+            "baselines/x.csv:2: column `direction`: `up`: expected higher",
+        ),
+        (
+            "a,m,,1,,,\n",
+            "baselines/x.csv:2: column `last_k`: needed for a metric",
+        ),
+        (
+            "a,m,0,1,,,\n",
+            "baselines/x.csv:2: column `last_k`: not a positive integer",
+        ),
         ("a,m,3\n", "baselines/x.csv:2: 3 field(s), the header has 7"),
         ("", "baselines/x.csv: no baseline rows"),
     ] {
@@ -386,8 +432,14 @@ fn update_keeps_tolerances_and_round_trips() {
     // Old rows keep their window and tolerances with fresh values; the uncovered point gets the
     // default checks with k = 5.
     let grpo = &new.rows[0];
-    assert_eq!((grpo.last_k, grpo.abs_tol, grpo.direction), (Some(3), Some(0.05), Direction::Higher));
-    let want = g.points[0].stats("critic/score/mean", Stat::LastK(3)).mean.unwrap();
+    assert_eq!(
+        (grpo.last_k, grpo.abs_tol, grpo.direction),
+        (Some(3), Some(0.05), Direction::Higher)
+    );
+    let want = g.points[0]
+        .stats("critic/score/mean", Stat::LastK(3))
+        .mean
+        .unwrap();
     assert_eq!(grpo.value, want);
     let c001: Vec<&str> = new
         .rows

@@ -7,6 +7,7 @@ pub mod error;
 pub mod grid;
 pub mod model;
 pub mod objective;
+pub mod report;
 pub mod rollout;
 pub mod runtime;
 pub mod table;

@@ -3,10 +3,12 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod gate;
 mod init;
 mod inspect;
 mod logprobs;
 mod plan;
+mod report;
 mod run;
 mod slurm;
 mod table;
@@ -32,6 +34,8 @@ enum Cmd {
     Plan(plan::Args),
     Run(run::Args),
     Table(table::Args),
+    Report(report::Args),
+    Gate(gate::Args),
     Slurm(slurm::Args),
     /// Time full GRPO steps on a tiny preset (see benches/compare_grpo_step.sh).
     BenchStep(bench::Args),
@@ -77,6 +81,8 @@ pub fn main() -> ExitCode {
         Cmd::Plan(a) => plan::run(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Table(a) => table::run(a),
+        Cmd::Report(a) => report::run(a),
+        Cmd::Gate(a) => gate::run(a),
         Cmd::Slurm(a) => slurm::run(a),
     };
     match res {

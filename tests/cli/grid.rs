@@ -118,7 +118,7 @@ axes:
 
 #[test]
 fn plan_sizes_a_paper_grid() {
-    let g = root().join("experiments/paper-dcmdp-qwen3-8b.yaml");
+    let g = root().join("experiments/paper-qwen3-8b.yaml");
     let out = harness()
         .arg("plan")
         .arg(&g)
@@ -144,6 +144,20 @@ fn plan_sizes_a_paper_grid() {
     let t = text(&out);
     assert!(t.contains("total: 4 runs"), "{t}");
     assert!(t.contains("exceed 80 GiB"), "{t}");
+
+    // The MoE paper grid plans without its checkpoint too (preset shape), 30.5B parameters.
+    let out = harness()
+        .arg("plan")
+        .arg(root().join("experiments/paper-qwen3-30b-a3b.yaml"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    let p = runs[0]["params_total"].as_u64().unwrap();
+    assert!((30_000_000_000..31_000_000_000).contains(&p), "{p}");
 }
 
 #[test]

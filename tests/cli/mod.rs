@@ -1,3 +1,4 @@
 //! Tests of the `harness` binary.
 mod grid;
 mod model;
+mod report;

@@ -1,0 +1,480 @@
+//! The stability gate: a grid's smoothed final metrics against a baseline CSV.
+//!
+//! Baseline file (`baselines/<name>.csv`, written by `harness gate --update`, tolerances hand-edited):
+//! ```text
+//! point,metric,last_k,value,abs_tol,rel_tol,direction
+//! grpo,critic/score/mean,5,0.41,0.15,,higher
+//! grpo,divergences,,0,,,
+//! ```
+//! - `point`: the grid point's label (`case/key=value/…`, as in the report's table).
+//! - `metric`: a logged metric, or `divergences` (diverged seeds of the point).
+//! - `value`: per seed, the mean of its last `last_k` logged values; then the mean over the seeds
+//!   that finished (done or diverged).
+//! - A check fails when the change exceeds `max(abs_tol, rel_tol·|value|)` (either may be empty;
+//!   both empty: no change allowed) in the bad direction: `higher` (higher is better: only a drop
+//!   fails), `lower` (only a rise fails), `both` (the default).
+//! - `divergences`: any divergence at a point whose baseline had none fails, whatever the tolerance.
+//! - A baseline point whose runs did not all finish, or that is missing, or a metric the run no
+//!   longer logs, fails.
+use super::csv::{field, Csv};
+use super::{fmt_num, GridResults, Point, Stat};
+use crate::train::RunState;
+use crate::{Error, Result};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The pseudo-metric counting diverged seeds.
+pub const DIVERGENCES: &str = "divergences";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Higher is better: only a drop beyond the tolerance fails.
+    Higher,
+    /// Lower is better: only a rise fails.
+    Lower,
+    /// Any change beyond the tolerance fails.
+    Both,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Higher => "higher",
+            Direction::Lower => "lower",
+            Direction::Both => "both",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineRow {
+    pub point: String,
+    pub metric: String,
+    pub last_k: Option<usize>,
+    pub value: f64,
+    pub abs_tol: Option<f64>,
+    pub rel_tol: Option<f64>,
+    pub direction: Direction,
+}
+
+impl BaselineRow {
+    /// The largest change allowed.
+    pub fn allowed(&self) -> f64 {
+        self.abs_tol
+            .unwrap_or(0.0)
+            .max(self.rel_tol.unwrap_or(0.0) * self.value.abs())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    pub path: PathBuf,
+    pub rows: Vec<BaselineRow>,
+}
+
+const COLUMNS: [&str; 7] = [
+    "point",
+    "metric",
+    "last_k",
+    "value",
+    "abs_tol",
+    "rel_tol",
+    "direction",
+];
+
+impl Baseline {
+    /// Read and check a baseline file; every problem names the file, line and column.
+    pub fn read(path: &Path) -> Result<Baseline> {
+        let csv = Csv::read(path)?;
+        Self::from_csv(&csv)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Baseline> {
+        Self::from_csv(&Csv::parse(text, path)?)
+    }
+
+    fn from_csv(csv: &Csv) -> Result<Baseline> {
+        let idx: Vec<usize> = COLUMNS
+            .iter()
+            .map(|c| csv.column(c))
+            .collect::<Result<_>>()?;
+        let [point, metric, last_k, value, abs_tol, rel_tol, direction] = idx[..] else {
+            unreachable!()
+        };
+        let mut rows = Vec::new();
+        for (line, cells) in &csv.records {
+            let line = *line;
+            let nonneg = |col: usize| -> Result<Option<f64>> {
+                match csv.number(line, cells, col)? {
+                    Some(x) if !(x >= 0.0 && x.is_finite()) => Err(csv.cell_error(
+                        line,
+                        col,
+                        format!("must be a finite number ≥ 0, not `{}`", cells[col]),
+                    )),
+                    x => Ok(x),
+                }
+            };
+            if cells[point].is_empty() {
+                return Err(csv.cell_error(line, point, "empty"));
+            }
+            if cells[metric].is_empty() {
+                return Err(csv.cell_error(line, metric, "empty"));
+            }
+            let k = match cells[last_k].as_str() {
+                "" => None,
+                s => Some(s.parse::<usize>().ok().filter(|k| *k > 0).ok_or_else(|| {
+                    csv.cell_error(line, last_k, format!("not a positive integer: `{s}`"))
+                })?),
+            };
+            let v = csv
+                .number(line, cells, value)?
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| csv.cell_error(line, value, "needs a finite number"))?;
+            let dir = match cells[direction].as_str() {
+                "" | "both" => Direction::Both,
+                "higher" => Direction::Higher,
+                "lower" => Direction::Lower,
+                s => {
+                    return Err(csv.cell_error(
+                        line,
+                        direction,
+                        format!("`{s}`: expected higher, lower or both"),
+                    ))
+                }
+            };
+            if cells[metric] != DIVERGENCES && k.is_none() {
+                return Err(csv.cell_error(line, last_k, "needed for a metric"));
+            }
+            rows.push(BaselineRow {
+                point: cells[point].clone(),
+                metric: cells[metric].clone(),
+                last_k: k,
+                value: v,
+                abs_tol: nonneg(abs_tol)?,
+                rel_tol: nonneg(rel_tol)?,
+                direction: dir,
+            });
+        }
+        if rows.is_empty() {
+            return Err(Error::Input(format!(
+                "{}: no baseline rows (write one with `harness gate DIR --baseline {} --update`)",
+                csv.path.display(),
+                csv.path.display()
+            )));
+        }
+        Ok(Baseline {
+            path: csv.path.clone(),
+            rows,
+        })
+    }
+
+    /// The CSV text (a comment header, then one row per check).
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from(
+            "# Stability baseline: `harness gate DIR/<grid> --baseline <this file>`; rewrite the values\n\
+             # with `--update` (tolerances and directions are kept). value: per seed the mean of the\n\
+             # last `last_k` logged values, then the mean over seeds. A check fails when the change\n\
+             # exceeds max(abs_tol, rel_tol*|value|) in the bad direction (higher: higher is better;\n\
+             # lower; both). `divergences`: any divergence where the baseline had none fails.\n",
+        );
+        s.push_str(&COLUMNS.join(","));
+        s.push('\n');
+        let opt = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_default();
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{}",
+                field(&r.point),
+                field(&r.metric),
+                r.last_k.map(|k| k.to_string()).unwrap_or_default(),
+                r.value,
+                opt(r.abs_tol),
+                opt(r.rel_tol),
+                r.direction.as_str()
+            );
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// Beyond the tolerance in the good direction (passes).
+    Improved,
+    Regression,
+}
+
+/// One line of the gate's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub point: String,
+    pub metric: String,
+    pub baseline: String,
+    pub now: String,
+    pub delta: String,
+    pub tolerance: String,
+    pub verdict: Verdict,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateReport {
+    pub grid: String,
+    pub baseline: PathBuf,
+    pub checks: Vec<Check>,
+    /// Grid points the baseline does not cover (not checked).
+    pub unchecked: Vec<String>,
+}
+
+impl GateReport {
+    pub fn regressions(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Regression)
+            .count()
+    }
+    pub fn passed(&self) -> bool {
+        self.regressions() == 0
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "## Gate: `{}` vs `{}`\n\n| point | metric | baseline | now | delta | tolerance | verdict |\n\
+             |---|---|---:|---:|---:|---:|---|\n",
+            self.grid,
+            self.baseline.display()
+        );
+        for c in &self.checks {
+            let verdict = match c.verdict {
+                Verdict::Ok => "ok".to_string(),
+                Verdict::Improved => "improved".to_string(),
+                Verdict::Regression => "**REGRESSION**".to_string(),
+            };
+            let verdict = match &c.note {
+                Some(n) => format!("{verdict} ({n})"),
+                None => verdict,
+            };
+            let _ = writeln!(
+                s,
+                "| `{}` | `{}` | {} | {} | {} | {} | {} |",
+                c.point.replace('|', "\\|"),
+                c.metric,
+                c.baseline,
+                c.now,
+                c.delta,
+                c.tolerance,
+                verdict
+            );
+        }
+        if !self.unchecked.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nNot in the baseline (not checked): {}.",
+                self.unchecked
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let n = self.checks.len();
+        let r = self.regressions();
+        if r == 0 {
+            let _ = writeln!(s, "\n**PASS**: {n} check(s), no regression.");
+        } else {
+            let _ = writeln!(s, "\n**FAIL**: {r} regression(s) in {n} check(s).");
+        }
+        s
+    }
+}
+
+fn signed(x: f64) -> String {
+    if x > 0.0 {
+        format!("+{}", fmt_num(x))
+    } else {
+        fmt_num(x)
+    }
+}
+
+/// Compare a grid's results with a baseline.
+pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
+    let mut checks = Vec::new();
+    let mut seen_points: Vec<&str> = Vec::new();
+    for row in &b.rows {
+        let p = g.points.iter().find(|p| p.label == row.point);
+        let first_of_point = !seen_points.contains(&row.point.as_str());
+        if first_of_point {
+            seen_points.push(&row.point);
+        }
+        let tol_sign = match row.direction {
+            Direction::Higher => "-",
+            Direction::Lower => "+",
+            Direction::Both => "±",
+        };
+        let mut check = Check {
+            point: row.point.clone(),
+            metric: row.metric.clone(),
+            baseline: fmt_num(row.value),
+            now: "–".into(),
+            delta: "–".into(),
+            tolerance: format!("{tol_sign}{}", fmt_num(row.allowed())),
+            verdict: Verdict::Regression,
+            note: None,
+        };
+        let Some(p) = p else {
+            check.note = Some("grid point missing".into());
+            checks.push(check);
+            continue;
+        };
+        if first_of_point {
+            let unfinished = p.count(RunState::Failed) + p.unfinished();
+            if unfinished > 0 {
+                checks.push(Check {
+                    point: row.point.clone(),
+                    metric: "runs finished".into(),
+                    baseline: p.runs.len().to_string(),
+                    now: p.n_finished().to_string(),
+                    delta: format!("-{unfinished}"),
+                    tolerance: "0".into(),
+                    verdict: Verdict::Regression,
+                    note: Some("failed or unfinished runs".into()),
+                });
+            }
+        }
+        let now = if row.metric == DIVERGENCES {
+            Some(p.divergences() as f64)
+        } else {
+            p.stats(&row.metric, Stat::LastK(row.last_k.unwrap_or(1)))
+                .mean
+        };
+        let Some(now) = now else {
+            check.note = Some("metric not logged".into());
+            checks.push(check);
+            continue;
+        };
+        let d = now - row.value;
+        check.now = fmt_num(now);
+        check.delta = signed(d);
+        let slack = row.allowed() + 1e-12 * row.value.abs().max(1.0);
+        let (bad, good) = match row.direction {
+            Direction::Higher => (-d, d),
+            Direction::Lower => (d, -d),
+            Direction::Both => (d.abs(), 0.0),
+        };
+        check.verdict = if row.metric == DIVERGENCES && row.value == 0.0 && now > 0.0 {
+            check.note = Some("diverged where the baseline did not".into());
+            Verdict::Regression
+        } else if bad > slack {
+            Verdict::Regression
+        } else if good > slack {
+            Verdict::Improved
+        } else {
+            Verdict::Ok
+        };
+        checks.push(check);
+    }
+    let unchecked = g
+        .points
+        .iter()
+        .filter(|p| !b.rows.iter().any(|r| r.point == p.label))
+        .map(|p| p.label.clone())
+        .collect();
+    GateReport {
+        grid: g.manifest.name.clone(),
+        baseline: b.path.clone(),
+        checks,
+        unchecked,
+    }
+}
+
+/// Default checks for a point a baseline does not cover yet: `(metric, abs_tol, rel_tol,
+/// direction)`, for the metrics the point logs.
+pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direction)> {
+    let logged = |m: &str| p.runs.iter().any(|r| !r.series(m).is_empty());
+    let mut out = Vec::new();
+    if logged("critic/score/mean") {
+        out.push((
+            "critic/score/mean".to_string(),
+            Some(0.15),
+            None,
+            Direction::Higher,
+        ));
+    }
+    let mut evals: Vec<String> = p
+        .runs
+        .iter()
+        .flat_map(|r| r.data.eval.iter().flat_map(|row| row.keys()))
+        .filter(|k| k.starts_with("eval/") && k.contains("/avg@"))
+        .cloned()
+        .collect();
+    evals.sort();
+    evals.dedup();
+    for e in evals {
+        out.push((e, Some(0.2), None, Direction::Higher));
+    }
+    for (m, abs, rel, dir) in [
+        ("actor/entropy", None, Some(0.25), Direction::Both),
+        (
+            "rollout_corr/abs_prob_diff",
+            Some(1e-4),
+            Some(0.5),
+            Direction::Both,
+        ),
+        ("actor/grad_norm", Some(0.1), Some(1.0), Direction::Lower),
+    ] {
+        if logged(m) {
+            out.push((m.to_string(), abs, rel, dir));
+        }
+    }
+    out.push((DIVERGENCES.to_string(), None, None, Direction::Lower));
+    out
+}
+
+/// A baseline from a run: the existing rows' checks (tolerances, directions, windows) with new
+/// values; points the old baseline does not cover get [`default_checks`] with `last_k`. Points
+/// no longer in the grid are dropped.
+pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usize) -> Baseline {
+    let mut rows = Vec::new();
+    for p in &g.points {
+        let value = |metric: &str, k: Option<usize>| -> Option<f64> {
+            if metric == DIVERGENCES {
+                Some(p.divergences() as f64)
+            } else {
+                p.stats(metric, Stat::LastK(k.unwrap_or(last_k))).mean
+            }
+        };
+        let kept: Vec<&BaselineRow> = old
+            .map(|b| b.rows.iter().filter(|r| r.point == p.label).collect())
+            .unwrap_or_default();
+        if kept.is_empty() {
+            for (metric, abs_tol, rel_tol, direction) in default_checks(p) {
+                let k = (metric != DIVERGENCES).then_some(last_k);
+                if let Some(v) = value(&metric, k) {
+                    rows.push(BaselineRow {
+                        point: p.label.clone(),
+                        metric,
+                        last_k: k,
+                        value: v,
+                        abs_tol,
+                        rel_tol,
+                        direction,
+                    });
+                }
+            }
+        } else {
+            for r in kept {
+                if let Some(v) = value(&r.metric, r.last_k) {
+                    rows.push(BaselineRow {
+                        value: v,
+                        ..r.clone()
+                    });
+                }
+            }
+        }
+    }
+    Baseline {
+        path: path.to_path_buf(),
+        rows,
+    }
+}

@@ -4,12 +4,20 @@
 # (scripts/env.sh) with `transformers` (and `trl` for the TRL column) installed:
 #   ~/.cache/harness/venv/bin/pip install transformers trl
 # Usage: bash benches/compare_grpo_step.sh [runs=3] [threads=2] [steps=20]
+# PROFILE=release builds an optimised binary first (about 25 min cold on 2 cores); the default uses
+# the binary `cargo test` builds (dependencies at opt-level 2, this crate at 1): the step's time is
+# spent inside libtorch either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 RUNS=${1:-3}; THREADS=${2:-2}; STEPS=${3:-20}
-cargo build --release --locked --bin harness >&2
-BIN="$CARGO_TARGET_DIR/release/harness"
+if [ "${PROFILE:-dev}" = release ]; then
+    cargo build --release --locked --bin harness >&2
+    BIN="$CARGO_TARGET_DIR/release/harness"
+else
+    cargo test --workspace --locked --no-run >&2
+    BIN="$CARGO_TARGET_DIR/debug/harness"
+fi
 PY="$VENV/bin/python"
 export OMP_NUM_THREADS=$THREADS
 out=$(mktemp)

@@ -1,6 +1,12 @@
 //! Decode cost with and without the KV cache on the tiny preset (CPU, fp32, batch 8): with the cache
 //! each new token is one single-position forward (time linear in the response length); without it
 //! the whole sequence is re-encoded for every token (quadratic).
+//!
+//!   cargo bench -p harness --bench decode            # release build
+//!   cargo bench --profile dev -p harness --bench decode  # reuses the test build's dependencies
+//!
+//! Intra-op threads: `HARNESS_BENCH_THREADS` (default 1, the only setting that stays meaningful on
+//! a busy machine; libtorch's OpenMP threads spin when they share cores).
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use harness::model::{load_model, Qwen3};
 use harness::rollout::{generate, SamplingParams};
@@ -18,7 +24,11 @@ fn without_cache(model: &Qwen3, prompts: &Tensor, new_tokens: i64) -> Tensor {
 }
 
 fn bench(c: &mut Criterion) {
-    tch::set_num_threads(2);
+    let threads = std::env::var("HARNESS_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    tch::set_num_threads(threads);
     let model = load_model("tiny-qwen3", Kind::Float, Device::Cpu, 0).unwrap();
     let prompts: Vec<Vec<i64>> = (0..8)
         .map(|i| (0..8).map(|j| 3 + (i * 5 + j) % 60).collect())

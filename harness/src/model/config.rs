@@ -261,7 +261,7 @@ impl Qwen3Config {
             Some(m) => {
                 !m.mlp_only_layers.contains(&l)
                     && m.num_experts > 0
-                    && (l + 1) % m.decoder_sparse_step == 0
+                    && (l + 1).is_multiple_of(m.decoder_sparse_step)
             }
         }
     }

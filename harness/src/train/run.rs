@@ -503,14 +503,20 @@ impl<'a> Trainer<'a> {
                 if let (Some(v), Some(o), Some(rt)) = (&vals, &ov, &ret) {
                     batch = batch.with_values(v, o, rt);
                 }
-                let (mut loss, m) = self.algo.loss(&batch);
-                if let (Some(c), Some(aux)) = (moe_coef, &cur.aux_loss) {
-                    loss = loss + aux * c;
-                    *sums.entry("actor/aux_loss".into()).or_default() += aux.double_value(&[]);
-                }
-                if cfg.train.fault_nan_at_step == Some(step) {
-                    loss = loss * f64::NAN;
-                }
+                let (loss, m) = self.algo.loss(&batch);
+                let loss = match (moe_coef, &cur.aux_loss) {
+                    (Some(c), Some(aux)) => {
+                        *sums.entry("actor/aux_loss".into()).or_default() +=
+                            aux.double_value(&[]);
+                        loss + aux * c
+                    }
+                    _ => loss,
+                };
+                let loss = if cfg.train.fault_nan_at_step == Some(step) {
+                    loss * f64::NAN
+                } else {
+                    loss
+                };
                 self.opt.zero_grad();
                 if let Some((_, vo)) = &mut self.value {
                     vo.zero_grad();
@@ -635,7 +641,7 @@ pub fn run_training(
             0
         }
     };
-    let every = |n: usize, s: usize| n > 0 && s % n == 0;
+    let every = |n: usize, s: usize| n > 0 && s.is_multiple_of(n);
     while step < total {
         if stop.load(Ordering::SeqCst) {
             t.save(dir, step)?;

@@ -1,6 +1,7 @@
 //! Trainer-side scoring of sampled responses: log-probs (`π_old` or `π_θ`), entropy, and MoE routing,
 //! from one full forward over prompt + response.
-use crate::model::Qwen3;
+use crate::model::recompute::{forward_recompute, Recompute};
+use crate::model::{HiddenOutput, Qwen3};
 use tch::{Kind, Tensor};
 
 pub struct Scored {
@@ -28,13 +29,70 @@ pub fn score_responses(
     temperature: f64,
     gather_ids: Option<&Tensor>,
 ) -> Scored {
-    let (n, p) = prompt_ids.size2().unwrap();
-    let r = response_ids.size()[1];
+    let (ids, mask) = join(prompt_ids, prompt_mask, response_ids, response_mask);
+    let out = model.forward_hidden(&ids, Some(&mask), None);
+    score_hidden(
+        model,
+        out,
+        prompt_ids,
+        &mask,
+        response_ids,
+        temperature,
+        gather_ids,
+    )
+}
+
+/// `score_responses` with per-layer activation recompute (`train.recompute`): the layers run
+/// without a graph; after `loss.backward()` the caller must call `Recompute::backward` to get the
+/// layers' gradients (see `model::recompute`).
+pub fn score_responses_recompute<'m>(
+    model: &'m Qwen3,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    response_ids: &Tensor,
+    response_mask: &Tensor,
+    temperature: f64,
+    gather_ids: Option<&Tensor>,
+) -> (Scored, Recompute<'m>) {
+    let (ids, mask) = join(prompt_ids, prompt_mask, response_ids, response_mask);
+    let (out, rc) = forward_recompute(model, &ids, Some(&mask));
+    let scored = score_hidden(
+        model,
+        out,
+        prompt_ids,
+        &mask,
+        response_ids,
+        temperature,
+        gather_ids,
+    );
+    (scored, rc)
+}
+
+/// Prompt + response ids and their attention mask.
+fn join(
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    response_ids: &Tensor,
+    response_mask: &Tensor,
+) -> (Tensor, Tensor) {
     let ids = Tensor::cat(&[prompt_ids, response_ids], 1);
     // Tokens after a response's end are masked out as keys; causality already keeps them from
     // influencing the real tokens.
     let mask = Tensor::cat(&[prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
-    let out = model.forward_hidden(&ids, Some(&mask), None);
+    (ids, mask)
+}
+
+fn score_hidden(
+    model: &Qwen3,
+    out: HiddenOutput,
+    prompt_ids: &Tensor,
+    mask: &Tensor,
+    response_ids: &Tensor,
+    temperature: f64,
+    gather_ids: Option<&Tensor>,
+) -> Scored {
+    let (n, p) = prompt_ids.size2().unwrap();
+    let r = response_ids.size()[1];
     // Only the positions that predict response tokens go through the LM head.
     let hidden = out.hidden.narrow(1, p - 1, r);
     let temp = if temperature > 0.0 { temperature } else { 1.0 };
@@ -65,7 +123,7 @@ pub fn score_responses(
                 &out.router_logits,
                 m.num_experts as i64,
                 k,
-                Some(&mask),
+                Some(mask),
             );
             (experts, Some(aux))
         }

@@ -1,3 +1,4 @@
 //! Tests of the `harness` binary.
+mod gpu_bench;
 mod grid;
 mod model;

@@ -120,8 +120,8 @@ pub struct TrainArgs {
 }
 
 fn parse_moe_impl(s: &str) -> anyhow::Result<MoeImpl> {
-    Ok(serde_yaml::from_str::<MoeImpl>(s)
-        .map_err(|_| anyhow::anyhow!("unknown MoE implementation `{s}` (auto, grouped, loop)"))?)
+    serde_yaml::from_str::<MoeImpl>(s)
+        .map_err(|_| anyhow::anyhow!("unknown MoE implementation `{s}` (auto, grouped, loop)"))
 }
 
 pub fn train(a: TrainArgs) -> CliResult {

@@ -94,7 +94,7 @@ impl Recompute<'_> {
             if let (Some(rl), Some(leaf)) = (rl, &self.router_leaves[l]) {
                 let gr = leaf.grad();
                 if gr.defined() {
-                    obj = obj + (rl * gr).sum(Kind::Float);
+                    obj = obj.g_add(&(rl * gr).sum(Kind::Float));
                 }
             }
             obj.backward();

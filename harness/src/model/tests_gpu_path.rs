@@ -209,7 +209,7 @@ fn grads(m: &Qwen3, ids: &Tensor, mask: &Tensor, recompute: bool) -> (f64, Vec<(
             moe.num_experts_per_tok as i64,
             Some(mask),
         );
-        loss = loss + aux * 0.5;
+        loss = loss.g_add(&(aux * 0.5));
     }
     loss.backward();
     if let Some(rc) = rc {

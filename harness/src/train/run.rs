@@ -480,11 +480,11 @@ impl<'a> Trainer<'a> {
                 }
                 let (mut loss, m) = self.algo.loss(&batch);
                 if let (Some(c), Some(aux)) = (moe_coef, &cur.aux_loss) {
-                    loss = loss + aux * c;
+                    loss = loss.g_add(&(aux * c));
                     *sums.entry("actor/aux_loss".into()).or_default() += aux.double_value(&[]);
                 }
                 if cfg.train.fault_nan_at_step == Some(step) {
-                    loss = loss * f64::NAN;
+                    loss = loss.g_mul_scalar(f64::NAN);
                 }
                 self.opt.zero_grad();
                 if let Some((_, vo)) = &mut self.value {
@@ -613,7 +613,7 @@ pub fn run_training(
             0
         }
     };
-    let every = |n: usize, s: usize| n > 0 && s % n == 0;
+    let every = |n: usize, s: usize| n > 0 && s.is_multiple_of(n);
     while step < total {
         if stop.load(Ordering::SeqCst) {
             t.save(dir, step)?;

@@ -34,7 +34,7 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -3,6 +3,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod bench;
+mod bench_gpu;
+mod export;
 mod gate;
 mod init;
 mod inspect;
@@ -37,8 +39,15 @@ enum Cmd {
     Report(report::Args),
     Gate(gate::Args),
     Slurm(slurm::Args),
+    Export(export::Args),
     /// Time full GRPO steps on a tiny preset (see benches/compare_grpo_step.sh).
     BenchStep(bench::Args),
+    /// GPU bench: forward+backward+AdamW tokens/s of a preset (see benches/gpu/compare.sh).
+    BenchTrain(bench_gpu::TrainArgs),
+    /// GPU bench: batched greedy decode tokens/s with the KV cache (see benches/gpu/compare.sh).
+    BenchDecode(bench_gpu::DecodeArgs),
+    /// GPU bench: one MoE layer forward+backward, grouped GEMM vs per-expert loop.
+    BenchMoe(bench_gpu::MoeArgs),
 }
 
 /// A CLI failure with its exit code.
@@ -75,6 +84,10 @@ pub fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::BenchStep(a) => bench::run(a),
+        Cmd::BenchTrain(a) => bench_gpu::train(a),
+        Cmd::BenchDecode(a) => bench_gpu::decode(a),
+        Cmd::BenchMoe(a) => bench_gpu::moe(a),
+        Cmd::Export(a) => export::run(a),
         Cmd::Init(a) => init::run(a),
         Cmd::Logprobs(a) => logprobs::run(a),
         Cmd::Validate(a) => validate::run(a),

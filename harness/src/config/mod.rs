@@ -34,9 +34,13 @@ pub struct ModelConfig {
     /// point can share one initial model if wanted); `None` = use the run seed.
     #[serde(default)]
     pub init_seed: Option<i64>,
-    /// Optional LoRA adapters on a frozen base.
+    /// Optional LoRA adapters on a frozen base (see `model::lora`).
     #[serde(default)]
     pub lora: Option<LoraConfig>,
+    /// How MoE experts run: `auto` (grouped GEMM on CUDA, per-expert loop on CPU), `grouped`,
+    /// or `loop`.
+    #[serde(default)]
+    pub moe_impl: crate::model::MoeImpl,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,8 +227,12 @@ pub struct TrainConfig {
     pub steps: usize,
     pub ppo_epochs: usize,
     pub mini_batches: usize,
-    /// Trainer precision.
+    /// Trainer compute precision. `bf16`/`fp16`: activations in that dtype, fp32 master weights
+    /// and AdamW moments (full fine-tuning) or a base stored in that dtype with fp32 adapters
+    /// (LoRA); log-probs and losses in fp32.
     pub precision: Precision,
+    /// Per-layer activation recompute (gradient checkpointing) in the policy's update passes.
+    pub recompute: bool,
     /// Divergence guard: stop when the pre-clip grad norm exceeds this.
     pub max_grad_norm: f64,
     /// Divergence guard: stop when mean entropy falls below this.
@@ -240,6 +248,7 @@ impl Default for TrainConfig {
             ppo_epochs: 1,
             mini_batches: 1,
             precision: Precision::Fp32,
+            recompute: false,
             max_grad_norm: 1e4,
             min_entropy: 0.0,
             fault_nan_at_step: None,

@@ -31,6 +31,9 @@ pub const LORA_TARGETS: &[&str] = &[
     "down_proj",
 ];
 
+/// LoRA targets inside the MLP (experts on MoE layers, which take no adapters).
+const MLP_TARGETS: &[&str] = &["gate_proj", "up_proj", "down_proj"];
+
 /// Algorithms whose advantages are normalised within a prompt's group of responses.
 fn group_normalised(a: &AlgorithmConfig) -> bool {
     !matches!(a, AlgorithmConfig::Ppo(_))
@@ -113,6 +116,17 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
             e.check(!l.targets[..i].contains(t), "model.lora.targets", || {
                 format!("`{t}` is listed twice")
             });
+            let moe = shape.as_ref().is_some_and(|c| c.moe.is_some());
+            e.check(
+                !(moe && MLP_TARGETS.contains(&t.as_str())),
+                "model.lora.targets",
+                || {
+                    format!(
+                        "`{t}` is not supported on MoE models: stacked experts take no adapters \
+                         (use attention projections: q_proj, k_proj, v_proj, o_proj)"
+                    )
+                },
+            );
         }
     }
 
@@ -320,6 +334,36 @@ algorithm: { name: grpo }
     #[test]
     fn defaults_are_valid() {
         assert_eq!(validate(&cfg(OK)), vec![]);
+    }
+
+    #[test]
+    fn lora_mlp_targets_are_rejected_on_moe_models_only() {
+        let moe = cfg("
+model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, up_proj] } }
+task: { name: addition }
+algorithm: { name: grpo }
+");
+        let errs = validate(&moe);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "model.lora.targets");
+        assert!(
+            errs[0].msg.contains("`up_proj` is not supported on MoE"),
+            "{}",
+            errs[0]
+        );
+        let dense = cfg("
+model: { name: tiny-qwen3, lora: { rank: 4, targets: [q_proj, up_proj] } }
+task: { name: addition }
+algorithm: { name: grpo }
+");
+        assert_eq!(validate(&dense), vec![]);
+        let attn = cfg("
+model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, o_proj] }, moe_impl: grouped }
+task: { name: addition }
+algorithm: { name: grpo }
+train: { precision: bf16, recompute: true }
+");
+        assert_eq!(validate(&attn), vec![]);
     }
 
     #[test]

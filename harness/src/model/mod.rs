@@ -1,16 +1,19 @@
 //! Qwen3 dense and Qwen3-MoE on LibTorch: config, weights in/out, KV cache, presets, tokenizers.
 pub mod config;
 pub mod kv_cache;
+pub mod lora;
 pub mod presets;
 pub mod qwen3;
 pub mod qwen3_moe;
+pub mod recompute;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::{MoeConfig, Qwen3Config};
 pub use kv_cache::KvCache;
-pub use qwen3::{next_token_logprobs, ModelOutput, Qwen3};
-pub use weights::{save_hf_dir, Checkpoint, RandomInit, WeightSource};
+pub use qwen3::{next_token_logprobs, HiddenOutput, LayerCtx, ModelOutput, Qwen3};
+pub use qwen3_moe::MoeImpl;
+pub use weights::{save_hf_dir, save_safetensors, Checkpoint, RandomInit, WeightSource};
 
 use crate::Result;
 use std::path::Path;
@@ -42,3 +45,5 @@ pub fn model_config(spec: &str) -> Result<Qwen3Config> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gpu_path;

@@ -3,13 +3,20 @@
 //! RoPE, GQA, SwiGLU, tied or untied head.
 use super::config::Qwen3Config;
 use super::kv_cache::KvCache;
-use super::qwen3_moe::{load_balancing_loss, MoeBlock};
+use super::lora::LoraAdapter;
+use super::qwen3_moe::{load_balancing_loss, MoeBlock, MoeImpl};
 use super::weights::WeightSource;
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
+/// `x Wᵀ`, with `W` cast to the activation's dtype when they differ (fp32 master weights under a
+/// bf16 compute dtype: autograd carries the gradient back to the fp32 tensor).
 pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Tensor {
-    x.linear::<&Tensor>(w, None)
+    if w.kind() == x.kind() {
+        x.linear::<&Tensor>(w, None)
+    } else {
+        x.linear::<&Tensor>(&w.to_kind(x.kind()), None)
+    }
 }
 
 /// RMSNorm computed in fp32, cast back, then scaled (HF order).
@@ -18,12 +25,44 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     let xf = x.to_kind(Kind::Float);
     let var = xf.square().mean_dim(-1, true, Kind::Float);
     let y = xf * (var + eps).rsqrt();
-    w * y.to_kind(kind)
+    if w.kind() == kind {
+        w * y.to_kind(kind)
+    } else {
+        w.to_kind(kind) * y.to_kind(kind)
+    }
 }
 
 /// `down(silu(gate(x)) * up(x))`.
 pub(crate) fn swiglu(x: &Tensor, gate: &Tensor, up: &Tensor, down: &Tensor) -> Tensor {
     linear(&(linear(x, gate).silu() * linear(x, up)), down)
+}
+
+/// A dense projection: the (possibly frozen) base weight `[out, in]` and an optional LoRA adapter.
+pub(crate) struct Proj {
+    pub(crate) w: Tensor,
+    pub(crate) lora: Option<LoraAdapter>,
+}
+
+impl Proj {
+    fn new(w: Tensor) -> Self {
+        Proj { w, lora: None }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        let y = linear(x, &self.w);
+        match &self.lora {
+            None => y,
+            Some(a) => y + a.delta(x),
+        }
+    }
+
+    /// The weight the projection applies: `W + (α/r)·B A` with an adapter, else `W` (shared).
+    pub(crate) fn effective(&self) -> Tensor {
+        match &self.lora {
+            None => self.w.shallow_clone(),
+            Some(a) => a.merged(&self.w),
+        }
+    }
 }
 
 fn rotate_half(x: &Tensor) -> Tensor {
@@ -33,27 +72,70 @@ fn rotate_half(x: &Tensor) -> Tensor {
     Tensor::cat(&[x2.neg(), x1], -1)
 }
 
-struct DenseMlp {
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+pub(crate) struct DenseMlp {
+    pub(crate) gate: Proj,
+    pub(crate) up: Proj,
+    pub(crate) down: Proj,
 }
 
-enum Mlp {
+pub(crate) enum Mlp {
     Dense(DenseMlp),
     Sparse(MoeBlock),
 }
 
-struct Layer {
+pub(crate) struct Layer {
     input_norm: Tensor,
     post_attn_norm: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    o: Tensor,
+    pub(crate) q: Proj,
+    pub(crate) k: Proj,
+    pub(crate) v: Proj,
+    pub(crate) o: Proj,
     q_norm: Tensor,
     k_norm: Tensor,
-    mlp: Mlp,
+    pub(crate) mlp: Mlp,
+}
+
+impl Layer {
+    /// The LoRA-adaptable projections by HF module path (relative to the layer).
+    pub(crate) fn projections_mut(&mut self) -> Vec<(&'static str, &mut Proj)> {
+        let mut out: Vec<(&'static str, &mut Proj)> = vec![
+            ("self_attn.q_proj", &mut self.q),
+            ("self_attn.k_proj", &mut self.k),
+            ("self_attn.v_proj", &mut self.v),
+            ("self_attn.o_proj", &mut self.o),
+        ];
+        if let Mlp::Dense(m) = &mut self.mlp {
+            out.push(("mlp.gate_proj", &mut m.gate));
+            out.push(("mlp.up_proj", &mut m.up));
+            out.push(("mlp.down_proj", &mut m.down));
+        }
+        out
+    }
+
+    pub(crate) fn projections(&self) -> Vec<(&'static str, &Proj)> {
+        let mut out: Vec<(&'static str, &Proj)> = vec![
+            ("self_attn.q_proj", &self.q),
+            ("self_attn.k_proj", &self.k),
+            ("self_attn.v_proj", &self.v),
+            ("self_attn.o_proj", &self.o),
+        ];
+        if let Mlp::Dense(m) = &self.mlp {
+            out.push(("mlp.gate_proj", &m.gate));
+            out.push(("mlp.up_proj", &m.up));
+            out.push(("mlp.down_proj", &m.down));
+        }
+        out
+    }
+}
+
+/// Per-forward inputs shared by every layer: RoPE tables, the attention mask and shape.
+pub struct LayerCtx {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+    is_causal: bool,
+    b: i64,
+    t: i64,
 }
 
 /// What one forward pass returns.
@@ -75,10 +157,13 @@ pub struct HiddenOutput {
 /// Qwen3 dense or MoE causal LM.
 pub struct Qwen3 {
     pub cfg: Qwen3Config,
+    /// Dtype the weights are stored in.
     kind: Kind,
+    /// Dtype activations are computed in (weights are cast on use when it differs from `kind`).
+    compute: Kind,
     device: Device,
     embed: Tensor,
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
     norm: Tensor,
     lm_head: Option<Tensor>,
     inv_freq: Tensor,
@@ -86,6 +171,8 @@ pub struct Qwen3 {
     pub router_noise_std: f64,
     /// Precision the router's logits are computed in (inference-copy knob); `None` = the model's dtype.
     pub router_kind: Option<Kind>,
+    /// How MoE experts run (per-expert loop or grouped GEMM).
+    pub moe_impl: MoeImpl,
 }
 
 impl Qwen3 {
@@ -110,9 +197,17 @@ impl Qwen3 {
             } else {
                 let i = cfg.intermediate_size as i64;
                 Mlp::Dense(DenseMlp {
-                    gate: src.take(&format!("{p}.mlp.gate_proj.weight"), &[i, h], false)?,
-                    up: src.take(&format!("{p}.mlp.up_proj.weight"), &[i, h], false)?,
-                    down: src.take(&format!("{p}.mlp.down_proj.weight"), &[h, i], false)?,
+                    gate: Proj::new(src.take(
+                        &format!("{p}.mlp.gate_proj.weight"),
+                        &[i, h],
+                        false,
+                    )?),
+                    up: Proj::new(src.take(&format!("{p}.mlp.up_proj.weight"), &[i, h], false)?),
+                    down: Proj::new(src.take(
+                        &format!("{p}.mlp.down_proj.weight"),
+                        &[h, i],
+                        false,
+                    )?),
                 })
             };
             layers.push(Layer {
@@ -122,26 +217,26 @@ impl Qwen3 {
                     &[h],
                     true,
                 )?,
-                q: src.take(
+                q: Proj::new(src.take(
                     &format!("{p}.self_attn.q_proj.weight"),
                     &[nh * hd, h],
                     false,
-                )?,
-                k: src.take(
+                )?),
+                k: Proj::new(src.take(
                     &format!("{p}.self_attn.k_proj.weight"),
                     &[nkv * hd, h],
                     false,
-                )?,
-                v: src.take(
+                )?),
+                v: Proj::new(src.take(
                     &format!("{p}.self_attn.v_proj.weight"),
                     &[nkv * hd, h],
                     false,
-                )?,
-                o: src.take(
+                )?),
+                o: Proj::new(src.take(
                     &format!("{p}.self_attn.o_proj.weight"),
                     &[h, nh * hd],
                     false,
-                )?,
+                )?),
                 q_norm: src.take(&format!("{p}.self_attn.q_norm.weight"), &[hd], true)?,
                 k_norm: src.take(&format!("{p}.self_attn.k_norm.weight"), &[hd], true)?,
                 mlp,
@@ -172,19 +267,35 @@ impl Qwen3 {
             inv_freq,
             router_noise_std: 0.0,
             router_kind: None,
+            moe_impl: MoeImpl::default(),
+            compute: kind,
         })
     }
 
+    /// Dtype the weights are stored in.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Dtype activations are computed in (equal to `kind()` unless set otherwise).
+    pub fn compute_kind(&self) -> Kind {
+        self.compute
+    }
+
+    /// Compute in `kind` while keeping the stored weights (e.g. fp32 master weights, bf16 compute:
+    /// each weight is cast on use and its gradient lands on the fp32 tensor). Log-probs and losses
+    /// are computed in fp32 by their callers either way.
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        self.compute = kind;
     }
 
     pub fn device(&self) -> Device {
         self.device
     }
 
-    /// Every parameter with its name (experts are stacked: `…mlp.experts.gate_proj` is `[E, I, H]`).
-    /// The tensors share storage with the model.
+    /// Every base parameter with its name (experts are stacked: `…mlp.experts.gate_proj` is
+    /// `[E, I, H]`). The tensors share storage with the model. LoRA adapters are not included (see
+    /// `lora_parameters` and `merged_named_parameters`).
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![(
             "model.embed_tokens.weight".to_string(),
@@ -195,17 +306,17 @@ impl Qwen3 {
             let mut push = |n: &str, t: &Tensor| out.push((format!("{p}.{n}"), t.shallow_clone()));
             push("input_layernorm.weight", &layer.input_norm);
             push("post_attention_layernorm.weight", &layer.post_attn_norm);
-            push("self_attn.q_proj.weight", &layer.q);
-            push("self_attn.k_proj.weight", &layer.k);
-            push("self_attn.v_proj.weight", &layer.v);
-            push("self_attn.o_proj.weight", &layer.o);
+            push("self_attn.q_proj.weight", &layer.q.w);
+            push("self_attn.k_proj.weight", &layer.k.w);
+            push("self_attn.v_proj.weight", &layer.v.w);
+            push("self_attn.o_proj.weight", &layer.o.w);
             push("self_attn.q_norm.weight", &layer.q_norm);
             push("self_attn.k_norm.weight", &layer.k_norm);
             match &layer.mlp {
                 Mlp::Dense(m) => {
-                    push("mlp.gate_proj.weight", &m.gate);
-                    push("mlp.up_proj.weight", &m.up);
-                    push("mlp.down_proj.weight", &m.down);
+                    push("mlp.gate_proj.weight", &m.gate.w);
+                    push("mlp.up_proj.weight", &m.up.w);
+                    push("mlp.down_proj.weight", &m.down.w);
                 }
                 Mlp::Sparse(m) => {
                     for (n, t) in m.named_parameters() {
@@ -236,14 +347,14 @@ impl Qwen3 {
         }
     }
 
-    /// Overwrite this model's weights with `other`'s (converting dtype/device). Used to sync the
-    /// inference copy from the trainer.
+    /// Overwrite this model's weights with `other`'s effective weights (LoRA merged in; converting
+    /// dtype/device). Used to make reference and value copies of the trainer.
     pub fn copy_weights_from(&mut self, other: &Qwen3) {
         tch::no_grad(|| {
             for ((_, mut dst), (_, src)) in self
                 .named_parameters()
                 .into_iter()
-                .zip(other.named_parameters())
+                .zip(other.merged_named_parameters())
             {
                 dst.copy_(&src);
             }
@@ -273,7 +384,10 @@ impl Qwen3 {
     fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1); // [B,1,T,D]
-        (emb.cos().to_kind(self.kind), emb.sin().to_kind(self.kind))
+        (
+            emb.cos().to_kind(self.compute),
+            emb.sin().to_kind(self.compute),
+        )
     }
 
     /// Boolean attention mask `[B,1,T,past+T]` (true = attend), or `None` where plain causal
@@ -309,6 +423,116 @@ impl Qwen3 {
         Some(mask)
     }
 
+    /// Everything the layers share for one forward over `input_ids` `[B, T]` after `past` cached
+    /// positions (RoPE tables, mask).
+    pub fn layer_ctx(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        past: i64,
+    ) -> LayerCtx {
+        let (b, t) = input_ids.size2().expect("input_ids must be [B, T]");
+        let positions = self.position_ids(b, t, past, attention_mask);
+        let (cos, sin) = self.rope(&positions);
+        let mask = self.attn_mask(b, t, past, attention_mask);
+        let is_causal = mask.is_none() && past == 0 && t > 1;
+        LayerCtx {
+            cos,
+            sin,
+            mask,
+            is_causal,
+            b,
+            t,
+        }
+    }
+
+    /// Token embeddings `[B, T, H]` in the compute dtype.
+    pub fn embed(&self, input_ids: &Tensor) -> Tensor {
+        let x = Tensor::embedding(&self.embed, input_ids, -1, false, false);
+        if x.kind() == self.compute {
+            x
+        } else {
+            x.to_kind(self.compute)
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Decoder layer `l` on `x` `[B, T, H]`: the residual stream after the layer, and the router
+    /// logits `[B*T, E]` of a sparse layer. `cache` (if any) gets this layer's keys/values appended
+    /// (the caller advances it once all layers ran).
+    pub fn layer_forward(
+        &self,
+        l: usize,
+        x: &Tensor,
+        ctx: &LayerCtx,
+        cache: Option<&mut KvCache>,
+    ) -> (Tensor, Option<Tensor>) {
+        let layer = &self.layers[l];
+        let (b, t) = (ctx.b, ctx.t);
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads as i64,
+            self.cfg.num_key_value_heads as i64,
+            self.cfg.head_dim as i64,
+        );
+        let eps = self.cfg.rms_norm_eps;
+        let hn = rms_norm(x, &layer.input_norm, eps);
+        let q = rms_norm(
+            &layer.q.forward(&hn).view([b, t, nh, hd]),
+            &layer.q_norm,
+            eps,
+        )
+        .transpose(1, 2);
+        let k = rms_norm(
+            &layer.k.forward(&hn).view([b, t, nkv, hd]),
+            &layer.k_norm,
+            eps,
+        )
+        .transpose(1, 2);
+        let v = layer.v.forward(&hn).view([b, t, nkv, hd]).transpose(1, 2);
+        let q = &q * &ctx.cos + rotate_half(&q) * &ctx.sin;
+        let k = &k * &ctx.cos + rotate_half(&k) * &ctx.sin;
+        let (k, v) = match cache {
+            Some(c) => c.append(l, k, v),
+            None => (k, v),
+        };
+        // SDPA: CUDA picks the flash / memory-efficient kernels (plain causal prefill and
+        // training without padding) or the masked memory-efficient one (padding, cached decode).
+        let attn = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            ctx.mask.as_ref(),
+            0.0,
+            ctx.is_causal,
+            1.0 / (hd as f64).sqrt(),
+            nkv != nh,
+        );
+        let attn = attn.transpose(1, 2).reshape([b, t, nh * hd]);
+        let x = x + layer.o.forward(&attn);
+        let hn = rms_norm(&x, &layer.post_attn_norm, eps);
+        let (m, logits) = match &layer.mlp {
+            Mlp::Dense(m) => (
+                m.down
+                    .forward(&(m.gate.forward(&hn).silu() * m.up.forward(&hn))),
+                None,
+            ),
+            Mlp::Sparse(m) => {
+                let (y, logits) =
+                    m.forward(&hn, self.router_noise_std, self.router_kind, self.moe_impl);
+                (y, Some(logits))
+            }
+        };
+        (x + m, logits)
+    }
+
+    /// The final RMSNorm.
+    pub fn final_norm(&self, x: &Tensor) -> Tensor {
+        rms_norm(x, &self.norm, self.cfg.rms_norm_eps)
+    }
+
     /// Final hidden states for `input_ids` `[B, T]`. `attention_mask` is `[B, past+T]` (1 = real
     /// token) for left-padded batches; `cache` holds earlier keys/values and is extended.
     pub fn forward_hidden(
@@ -317,69 +541,21 @@ impl Qwen3 {
         attention_mask: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
     ) -> HiddenOutput {
-        let (b, t) = input_ids.size2().expect("input_ids must be [B, T]");
+        let t = input_ids.size()[1];
         let past = cache.as_ref().map_or(0, |c| c.seq_len());
-        let positions = self.position_ids(b, t, past, attention_mask);
-        let (cos, sin) = self.rope(&positions);
-        let mask = self.attn_mask(b, t, past, attention_mask);
-        let is_causal = mask.is_none() && past == 0 && t > 1;
-        let (nh, nkv, hd) = (
-            self.cfg.num_attention_heads as i64,
-            self.cfg.num_key_value_heads as i64,
-            self.cfg.head_dim as i64,
-        );
-        let eps = self.cfg.rms_norm_eps;
-        let mut x = Tensor::embedding(&self.embed, input_ids, -1, false, false);
+        let ctx = self.layer_ctx(input_ids, attention_mask, past);
+        let mut x = self.embed(input_ids);
         let mut router_logits = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let hn = rms_norm(&x, &layer.input_norm, eps);
-            let q = rms_norm(
-                &linear(&hn, &layer.q).view([b, t, nh, hd]),
-                &layer.q_norm,
-                eps,
-            )
-            .transpose(1, 2);
-            let k = rms_norm(
-                &linear(&hn, &layer.k).view([b, t, nkv, hd]),
-                &layer.k_norm,
-                eps,
-            )
-            .transpose(1, 2);
-            let v = linear(&hn, &layer.v).view([b, t, nkv, hd]).transpose(1, 2);
-            let q = &q * &cos + rotate_half(&q) * &sin;
-            let k = &k * &cos + rotate_half(&k) * &sin;
-            let (k, v) = match cache.as_deref_mut() {
-                Some(c) => c.append(l, k, v),
-                None => (k, v),
-            };
-            let attn = Tensor::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                mask.as_ref(),
-                0.0,
-                is_causal,
-                1.0 / (hd as f64).sqrt(),
-                nkv != nh,
-            );
-            let attn = attn.transpose(1, 2).reshape([b, t, nh * hd]);
-            x = x + linear(&attn, &layer.o);
-            let hn = rms_norm(&x, &layer.post_attn_norm, eps);
-            let m = match &layer.mlp {
-                Mlp::Dense(m) => swiglu(&hn, &m.gate, &m.up, &m.down),
-                Mlp::Sparse(m) => {
-                    let (y, logits) = m.forward(&hn, self.router_noise_std, self.router_kind);
-                    router_logits.push(logits);
-                    y
-                }
-            };
-            x = x + m;
+        for l in 0..self.layers.len() {
+            let (y, logits) = self.layer_forward(l, &x, &ctx, cache.as_deref_mut());
+            router_logits.extend(logits);
+            x = y;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
         HiddenOutput {
-            hidden: rms_norm(&x, &self.norm, eps),
+            hidden: self.final_norm(&x),
             router_logits,
         }
     }

@@ -1,13 +1,48 @@
 //! Qwen3-MoE sparse block: router softmax in fp32 → top-k → (renormalise) → weighted SwiGLU experts,
-//! no shared expert. Experts are stored stacked (`[E, I, H]`) so they can be run grouped; tokens are
-//! sorted by expert so one host sync per layer suffices.
+//! no shared expert. Experts are stored stacked (`[E, I, H]`); tokens are sorted by expert and then
+//! run either through one grouped GEMM per projection (`_grouped_mm` with per-expert offsets: no
+//! host sync) or through the per-expert loop (the reference path: one host sync per layer for the
+//! counts). `MoeImpl::Auto` picks grouped on CUDA and the loop on CPU.
 use super::config::Qwen3Config;
 use super::qwen3::{linear, swiglu};
 use super::weights::WeightSource;
 use crate::Result;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-pub(crate) struct MoeBlock {
+/// How the experts of a sparse block run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MoeImpl {
+    /// Grouped GEMM on CUDA, per-expert loop on CPU.
+    #[default]
+    Auto,
+    /// `_grouped_mm` over the expert-sorted tokens (CPU and CUDA; needs 16-byte aligned rows).
+    Grouped,
+    /// One matmul per expert with tokens (the reference path).
+    Loop,
+}
+
+impl MoeImpl {
+    /// Whether to run grouped for activations of `kind` on `device` with widths `h` and `i`.
+    pub fn grouped(self, device: Device, kind: Kind, h: i64, i: i64) -> bool {
+        let aligned = |d: i64| (d * kind.elt_size_in_bytes() as i64) % 16 == 0;
+        match self {
+            MoeImpl::Grouped => true,
+            MoeImpl::Loop => false,
+            MoeImpl::Auto => device.is_cuda() && aligned(h) && aligned(i),
+        }
+    }
+}
+
+fn cast(w: &Tensor, kind: Kind) -> Tensor {
+    if w.kind() == kind {
+        w.shallow_clone()
+    } else {
+        w.to_kind(kind)
+    }
+}
+
+pub struct MoeBlock {
     router: Tensor,
     /// `[E, I, H]`
     gate: Tensor,
@@ -20,7 +55,7 @@ pub(crate) struct MoeBlock {
 }
 
 impl MoeBlock {
-    pub(crate) fn from_source(
+    pub fn from_source(
         cfg: &Qwen3Config,
         prefix: &str,
         src: &mut dyn WeightSource,
@@ -55,7 +90,7 @@ impl MoeBlock {
     }
 
     /// Names relative to `…mlp.`; stacked experts use the `experts.<proj>` names.
-    pub(crate) fn named_parameters(&self) -> Vec<(String, Tensor)> {
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         vec![
             ("gate.weight".into(), self.router.shallow_clone()),
             ("experts.gate_proj".into(), self.gate.shallow_clone()),
@@ -91,11 +126,12 @@ impl MoeBlock {
     }
 
     /// `x` `[B, T, H]` → (`[B, T, H]`, router logits `[B*T, E]`).
-    pub(crate) fn forward(
+    pub fn forward(
         &self,
         x: &Tensor,
         noise_std: f64,
         router_kind: Option<Kind>,
+        moe_impl: MoeImpl,
     ) -> (Tensor, Tensor) {
         let shape = x.size();
         let h = *shape.last().unwrap();
@@ -106,12 +142,38 @@ impl MoeBlock {
         let flat = idx.reshape([-1]);
         let order = flat.argsort_stable(true, 0, false);
         let n_experts = self.router.size()[0];
-        let counts = Vec::<i64>::try_from(flat.bincount::<Tensor>(None, n_experts))
-            .expect("bincount to host");
         let token_of = order.floor_divide_scalar(self.top_k);
         let xs = x2.index_select(0, &token_of);
         let ws = w.reshape([-1]).index_select(0, &order).unsqueeze(-1);
-        let mut outs = Vec::with_capacity(n_experts as usize);
+        let counts = flat.bincount::<Tensor>(None, n_experts);
+        let i = self.gate.size()[1];
+        let ys = if moe_impl.grouped(x.device(), x.kind(), h, i) {
+            self.experts_grouped(&xs, &counts)
+        } else {
+            self.experts_loop(&xs, &counts)
+        } * ws;
+        let out = x2.zeros_like().index_add(0, &token_of, &ys);
+        (out.reshape(&shape), logits)
+    }
+
+    /// Experts on expert-sorted rows `xs` via one grouped GEMM per projection.
+    fn experts_grouped(&self, xs: &Tensor, counts: &Tensor) -> Tensor {
+        let offs = counts.cumsum(0, Kind::Int).to_kind(Kind::Int);
+        let k = xs.kind();
+        // `[E, I, H]` transposed to `[E, H, I]` (column-major per expert, the layout the CUDA
+        // kernel wants); `down` `[E, H, I]` → `[E, I, H]`.
+        let mm = |a: &Tensor, w: &Tensor| {
+            a.internal_grouped_mm(&cast(w, k).transpose(1, 2), Some(&offs), None, None::<Kind>)
+        };
+        let g = mm(xs, &self.gate);
+        let u = mm(xs, &self.up);
+        mm(&(g.silu() * u), &self.down)
+    }
+
+    /// The reference path: one SwiGLU per expert that received tokens.
+    fn experts_loop(&self, xs: &Tensor, counts: &Tensor) -> Tensor {
+        let counts = Vec::<i64>::try_from(counts.to_device(Device::Cpu)).expect("bincount to host");
+        let mut outs = Vec::with_capacity(counts.len());
         let mut start = 0;
         for (e, &c) in counts.iter().enumerate() {
             if c == 0 {
@@ -127,9 +189,7 @@ impl MoeBlock {
             ));
             start += c;
         }
-        let ys = Tensor::cat(&outs, 0) * ws;
-        let out = x2.zeros_like().index_add(0, &token_of, &ys);
-        (out.reshape(&shape), logits)
+        Tensor::cat(&outs, 0)
     }
 }
 

@@ -288,6 +288,24 @@ fn to_view(t: &Tensor, kind: Kind) -> Result<OwnedView> {
     })
 }
 
+/// Write `named` as one safetensors file with tensors stored as `kind`.
+pub fn save_safetensors(path: &Path, named: Vec<(String, Tensor)>, kind: Kind) -> Result<()> {
+    let views = named
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), to_view(t, kind)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    safetensors::serialize_to_file(
+        views.iter().map(|(n, v)| (n.as_str(), v)),
+        &Some(meta),
+        path,
+    )
+    .map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: format!("write failed: {e:?}"),
+    })
+}
+
 /// Expand stacked expert tensors (`…experts.gate_proj` `[E, I, H]`) into HF's per-expert names.
 pub fn hf_named_tensors(named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     let mut out = Vec::with_capacity(named.len());

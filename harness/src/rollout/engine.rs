@@ -91,11 +91,12 @@ impl Engine {
     }
 }
 
-/// A detached copy of the trainer's weights (fp32 stays fp32; cast happens on load).
+/// A detached copy of the trainer's effective weights (LoRA adapters merged in; fp32 stays fp32,
+/// cast happens on load).
 fn snapshot(model: &Qwen3) -> Vec<Tensor> {
     tch::no_grad(|| {
         model
-            .named_parameters()
+            .merged_named_parameters()
             .into_iter()
             .map(|(_, t)| t.detach().copy())
             .collect()

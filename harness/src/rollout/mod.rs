@@ -8,7 +8,7 @@ pub mod score;
 
 pub use engine::Engine;
 pub use sampler::{generate, FinishReason, Rollouts, SamplingParams};
-pub use score::{score_responses, Scored};
+pub use score::{score_responses, score_responses_recompute, Scored};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! Trainer-side scoring of sampled responses: log-probs (`π_old` or `π_θ`), entropy, and MoE routing,
 //! from one full forward over prompt + response.
+use crate::model::recompute::{forward_recompute, Recompute};
 use crate::model::{KvCache, Qwen3};
 use tch::{Kind, Tensor};
 
@@ -30,9 +31,7 @@ pub fn score_responses(
 ) -> Scored {
     let (n, p) = prompt_ids.size2().unwrap();
     let r = response_ids.size()[1];
-    // Tokens after a response's end are masked out as keys; causality already keeps them from
-    // influencing the real tokens.
-    let mask = Tensor::cat(&[prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
+    let mask = joint_mask(prompt_mask, response_mask);
     // `hidden`: the positions that predict response tokens (only they go through the LM head);
     // `router_logits`: per sparse layer, `[N*(P+R), E]` as a plain forward would give them.
     let (hidden, router_logits) = match prompt_groups(prompt_ids, prompt_mask) {
@@ -67,8 +66,70 @@ pub fn score_responses(
             (hidden, router_logits)
         }
     };
+    score_hidden(
+        model,
+        &hidden,
+        &router_logits,
+        p,
+        &mask,
+        response_ids,
+        temperature,
+        gather_ids,
+    )
+}
+
+/// `score_responses` with per-layer activation recompute (`train.recompute`): the layers run
+/// without a graph; after `loss.backward()` the caller must call `Recompute::backward` to get the
+/// layers' gradients (see `model::recompute`). Runs the full prompt + response sequence per row.
+pub fn score_responses_recompute<'m>(
+    model: &'m Qwen3,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    response_ids: &Tensor,
+    response_mask: &Tensor,
+    temperature: f64,
+    gather_ids: Option<&Tensor>,
+) -> (Scored, Recompute<'m>) {
+    let p = prompt_ids.size()[1];
+    let r = response_ids.size()[1];
+    let ids = Tensor::cat(&[prompt_ids, response_ids], 1);
+    let mask = joint_mask(prompt_mask, response_mask);
+    let (out, rc) = forward_recompute(model, &ids, Some(&mask));
+    let scored = score_hidden(
+        model,
+        &out.hidden.narrow(1, p - 1, r),
+        &out.router_logits,
+        p,
+        &mask,
+        response_ids,
+        temperature,
+        gather_ids,
+    );
+    (scored, rc)
+}
+
+/// Attention mask of prompt + response. Tokens after a response's end are masked out as keys;
+/// causality already keeps them from influencing the real tokens.
+fn joint_mask(prompt_mask: &Tensor, response_mask: &Tensor) -> Tensor {
+    Tensor::cat(&[prompt_mask, &response_mask.to_kind(Kind::Int64)], 1)
+}
+
+/// Log-probs, entropy and MoE routing from the hidden states `[N, R, H]` that predict the response
+/// tokens and the per-layer router logits `[N*(P+R), E]`.
+#[allow(clippy::too_many_arguments)]
+fn score_hidden(
+    model: &Qwen3,
+    hidden: &Tensor,
+    router_logits: &[Tensor],
+    p: i64,
+    mask: &Tensor,
+    response_ids: &Tensor,
+    temperature: f64,
+    gather_ids: Option<&Tensor>,
+) -> Scored {
+    let (n, r) = response_ids.size2().unwrap();
     let temp = if temperature > 0.0 { temperature } else { 1.0 };
-    let logits = model.logits(&hidden).to_kind(Kind::Float) / temp;
+    let logits = model.logits(hidden).to_kind(Kind::Float) / temp;
     let logp_all = logits.log_softmax(-1, Kind::Float);
     let logp = logp_all
         .gather(-1, &response_ids.unsqueeze(-1), false)
@@ -91,10 +152,10 @@ pub fn score_responses(
                 })
                 .collect();
             let aux = crate::model::qwen3_moe::load_balancing_loss(
-                &router_logits,
+                router_logits,
                 m.num_experts as i64,
                 k,
-                Some(&mask),
+                Some(mask),
             );
             (experts, Some(aux))
         }

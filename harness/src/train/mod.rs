@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod guard;
 pub mod optim;
+pub mod policy;
 mod run;
 pub mod sft;
 pub mod value;
@@ -43,3 +44,5 @@ pub struct RunOutcome {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gpu_path;

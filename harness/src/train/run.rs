@@ -7,13 +7,15 @@ use super::value::ValueModel;
 use super::{sft, RunOutcome, RunState, StepReport};
 use crate::config::RunConfig;
 use crate::diagnostics::rollout_corr;
-use crate::model::{load_model, Qwen3, RandomInit};
+use crate::model::{Qwen3, RandomInit};
 use crate::objective::{
     build_algorithm, AdvantageInput, Algorithm, Metrics, PolicyBatch, StepStats,
 };
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::external::read_external;
-use crate::rollout::{score_responses, Engine, Rollouts, SamplingParams, Scored};
+use crate::rollout::{
+    score_responses, score_responses_recompute, Engine, Rollouts, SamplingParams, Scored,
+};
 use crate::task::eval::avg_and_pass_at_k;
 use crate::task::{build_task, Rng, Task};
 use crate::{Error, Result};
@@ -103,13 +105,7 @@ impl<'a> Trainer<'a> {
         let device = crate::runtime::default_device();
         let task = build_task(&cfg.task, &cfg.model.name)?;
         let kind = precision_kind(cfg.train.precision);
-        let mut policy = load_model(
-            &cfg.model.name,
-            kind,
-            device,
-            cfg.model.init_seed.unwrap_or(seed),
-        )?;
-        policy.set_requires_grad(true);
+        let policy = super::policy::build_policy(cfg, seed, device)?;
         if !resuming {
             if let Some(s) = &cfg.task.sft {
                 sft::warm_start(&policy, task.as_ref(), s, seed)?;
@@ -130,8 +126,8 @@ impl<'a> Trainer<'a> {
         } else {
             None
         };
-        let params = policy.parameters();
-        let opt = AdamW::new(policy.parameters(), &cfg.optim);
+        let params = policy.trainable_parameters();
+        let opt = AdamW::new(policy.trainable_parameters(), &cfg.optim);
         let engine = Engine::new(&policy, &cfg.rollout.engine, device)?;
         Ok(Trainer {
             cfg,
@@ -174,7 +170,8 @@ impl<'a> Trainer<'a> {
 
     fn save(&self, dir: &Path, step: usize) -> Result<()> {
         let mut t: Vec<(String, Tensor)> = Vec::new();
-        for (n, p) in self.policy.named_parameters() {
+        // With LoRA: the adapters only (the base is rebuilt from the config).
+        for (n, p) in self.policy.trainable_named_parameters() {
             t.push((format!("policy/{n}"), p.detach()));
         }
         let (m, v) = self.opt.moments();
@@ -182,8 +179,10 @@ impl<'a> Trainer<'a> {
             t.push((format!("adam_m/{i}"), a.shallow_clone()));
             t.push((format!("adam_v/{i}"), b.shallow_clone()));
         }
-        for (i, w) in self.engine.weights().into_iter().enumerate() {
-            t.push((format!("engine/{i}"), w));
+        if !self.engine_rebuildable() {
+            for (i, w) in self.engine.weights().into_iter().enumerate() {
+                t.push((format!("engine/{i}"), w));
+            }
         }
         for (j, snap) in self.engine.pending().iter().enumerate() {
             for (i, w) in snap.iter().enumerate() {
@@ -237,7 +236,7 @@ impl<'a> Trainer<'a> {
             }
             Ok(())
         };
-        copy_into(self.policy.named_parameters(), "policy")?;
+        copy_into(self.policy.trainable_named_parameters(), "policy")?;
         let n = self.params.len();
         let m = (0..n)
             .map(|i| get(&format!("adam_m/{i}")))
@@ -247,10 +246,14 @@ impl<'a> Trainer<'a> {
             .collect::<Result<Vec<_>>>()?;
         self.opt.load_moments(&m, &v, meta.adam_t);
         let n_w = self.engine.weights().len();
-        let w = (0..n_w)
-            .map(|i| get(&format!("engine/{i}")))
-            .collect::<Result<Vec<_>>>()?;
-        self.engine.set_weights(&w);
+        if self.engine_rebuildable() {
+            self.engine.sync(&self.policy);
+        } else {
+            let w = (0..n_w)
+                .map(|i| get(&format!("engine/{i}")))
+                .collect::<Result<Vec<_>>>()?;
+            self.engine.set_weights(&w);
+        }
         let mut pending = VecDeque::new();
         for j in 0..meta.pending {
             pending.push_back(
@@ -281,6 +284,12 @@ impl<'a> Trainer<'a> {
                 msg: format!("algorithm state: {e}"),
             })?;
         Ok(meta.step)
+    }
+
+    /// LoRA without staleness: the engine holds exactly the merged adapters, so checkpoints skip
+    /// its full weights and resume re-syncs it.
+    fn engine_rebuildable(&self) -> bool {
+        self.policy.has_lora() && self.cfg.rollout.engine.staleness == 0
     }
 
     // ---- evaluation ----
@@ -372,7 +381,10 @@ impl<'a> Trainer<'a> {
         let temp = r.temperature;
         // With one epoch of one mini-batch the update's forward runs on the very weights that
         // define π_old: do that forward once, with the graph, and take π_old as its detached copy.
-        let fused = cfg.train.ppo_epochs.max(1) == 1 && cfg.train.mini_batches.max(1) == 1;
+        // (Not with recompute, whose forward must run without a graph.)
+        let fused = cfg.train.ppo_epochs.max(1) == 1
+            && cfg.train.mini_batches.max(1) == 1
+            && !cfg.train.recompute;
         let mut fused_cur = None;
         let old = if fused {
             let cur = score_responses(
@@ -473,16 +485,24 @@ impl<'a> Trainer<'a> {
                     sel(&mask),
                 );
                 let topk = ro.topk.as_ref().map(|(lp, ids)| (sel(lp), sel(ids)));
-                let cur = match fused_cur.take() {
-                    Some(cur) => cur,
-                    None => score_responses(
-                        &self.policy,
-                        &pi,
-                        &pm,
-                        &ri,
-                        &rm,
-                        temp,
-                        topk.as_ref().map(|(_, ids)| ids),
+                let gather = topk.as_ref().map(|(_, ids)| ids);
+                let (cur, recompute) = match fused_cur.take() {
+                    Some(cur) => (cur, None),
+                    None if cfg.train.recompute => {
+                        let (s, rc) = score_responses_recompute(
+                            &self.policy,
+                            &pi,
+                            &pm,
+                            &ri,
+                            &rm,
+                            temp,
+                            gather,
+                        );
+                        (s, Some(rc))
+                    }
+                    None => (
+                        score_responses(&self.policy, &pi, &pm, &ri, &rm, temp, gather),
+                        None,
                     ),
                 };
                 let (old_lp, mu_lp, a) =
@@ -506,8 +526,7 @@ impl<'a> Trainer<'a> {
                 let (loss, m) = self.algo.loss(&batch);
                 let loss = match (moe_coef, &cur.aux_loss) {
                     (Some(c), Some(aux)) => {
-                        *sums.entry("actor/aux_loss".into()).or_default() +=
-                            aux.double_value(&[]);
+                        *sums.entry("actor/aux_loss".into()).or_default() += aux.double_value(&[]);
                         loss + aux * c
                     }
                     _ => loss,
@@ -522,6 +541,9 @@ impl<'a> Trainer<'a> {
                     vo.zero_grad();
                 }
                 loss.backward();
+                if let Some(rc) = recompute {
+                    rc.backward();
+                }
                 let loss_v = loss.double_value(&[]);
                 let gn = clip_grad_norm(&self.params, cfg.optim.grad_clip);
                 let entropy = masked_mean(&old.entropy, &mask);

@@ -19,8 +19,8 @@ pub fn warm_start(model: &Qwen3, task: &dyn Task, cfg: &SftConfig, seed: i64) ->
         weight_decay: 0.0,
         ..OptimConfig::default()
     };
-    let params = model.parameters();
-    let mut opt = AdamW::new(model.parameters(), &ocfg);
+    let params = model.trainable_parameters();
+    let mut opt = AdamW::new(model.trainable_parameters(), &ocfg);
     let device = model.device();
     let mut last = f64::NAN;
     for step in 0..cfg.steps {

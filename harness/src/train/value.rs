@@ -11,11 +11,15 @@ pub struct ValueModel {
 
 impl ValueModel {
     pub fn from_policy(policy: &Qwen3) -> Result<Self> {
+        // fp32 master weights (the policy's may be a frozen bf16 LoRA base), computed in the
+        // policy's compute dtype; initialised from the policy's effective (merged) weights.
         let mut trunk = Qwen3::from_source(
             &policy.cfg,
-            &mut RandomInit::zeros(policy.kind(), policy.device()),
+            &mut RandomInit::zeros(Kind::Float, policy.device()),
         )?;
         trunk.copy_weights_from(policy);
+        trunk.set_compute_kind(policy.compute_kind());
+        trunk.moe_impl = policy.moe_impl;
         trunk.set_requires_grad(true);
         let head = Tensor::zeros(
             [1, policy.cfg.hidden_size as i64],

@@ -1,0 +1,214 @@
+//! LoRA on a frozen base: `y = x Wᵀ + (α/r)·(x Aᵀ) Bᵀ` on the dense projections named by HF module
+//! (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`). `A` `[r, in]` is
+//! kaiming-uniform (bound `1/√in`, PEFT's default) drawn on the CPU from a dedicated seed, `B`
+//! `[out, r]` is zero, so a fresh adapter leaves the model unchanged. Adapters are stored in fp32
+//! (master weights; cast to the compute dtype on use); the base keeps its dtype and stops requiring
+//! gradients.
+//!
+//! The inference engine never sees adapters: it syncs the merged weights `W + (α/r)·B A`
+//! (`merged_named_parameters`), so the sampler runs plain dense matmuls and every engine knob
+//! (precision, fake quantisation, staleness) applies to the effective weights.
+//!
+//! MoE: stacked experts get no adapters. On sparse layers only the attention projections are
+//! adapted; `gate_proj`/`up_proj`/`down_proj` adapt the dense MLPs (`mlp_only_layers`) only, and
+//! config validation rejects MLP targets on MoE models.
+use super::qwen3::{linear, Qwen3};
+use crate::config::LoraConfig;
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Prefix PEFT puts before the model's own parameter names.
+pub const PEFT_PREFIX: &str = "base_model.model.";
+
+pub(crate) struct LoraAdapter {
+    /// `[r, in]`
+    pub(crate) a: Tensor,
+    /// `[out, r]`
+    pub(crate) b: Tensor,
+    /// `α / r`
+    pub(crate) scale: f64,
+}
+
+impl LoraAdapter {
+    /// `(α/r)·(x Aᵀ) Bᵀ` in the dtype of `x`.
+    pub(crate) fn delta(&self, x: &Tensor) -> Tensor {
+        linear(&linear(x, &self.a), &self.b) * self.scale
+    }
+
+    /// `W + (α/r)·B A`, computed in fp32 and stored in `W`'s dtype (no gradient).
+    pub(crate) fn merged(&self, w: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let d = self
+                .b
+                .to_kind(Kind::Float)
+                .matmul(&self.a.to_kind(Kind::Float))
+                * self.scale;
+            (w.to_kind(Kind::Float) + d).to_kind(w.kind())
+        })
+    }
+}
+
+impl Qwen3 {
+    /// Add fresh adapters (B = 0) to every projection named in `cfg.targets` and freeze the base.
+    /// `seed` drives `A`'s init (through libtorch's global RNG, on the CPU so that CPU and CUDA
+    /// runs start from the same adapters).
+    pub fn attach_lora(&mut self, cfg: &LoraConfig, seed: i64) -> Result<()> {
+        if self.has_lora() {
+            return Err(Error::Input("LoRA adapters are already attached".into()));
+        }
+        self.set_requires_grad(false);
+        let (device, r) = (self.device(), cfg.rank);
+        let scale = cfg.alpha / r as f64;
+        tch::manual_seed(seed);
+        let mut matched = vec![0usize; cfg.targets.len()];
+        for layer in &mut self.layers {
+            for (path, proj) in layer.projections_mut() {
+                let module = path.rsplit('.').next().unwrap();
+                let Some(ti) = cfg.targets.iter().position(|t| t == module) else {
+                    continue;
+                };
+                matched[ti] += 1;
+                let (out_f, in_f) = proj.w.size2().expect("projection weight is 2-D");
+                let bound = 1.0 / (in_f as f64).sqrt();
+                let a = ((Tensor::rand([r, in_f], (Kind::Float, Device::Cpu)) * 2.0 - 1.0) * bound)
+                    .to_device(device)
+                    .set_requires_grad(true);
+                let b = Tensor::zeros([out_f, r], (Kind::Float, device)).set_requires_grad(true);
+                proj.lora = Some(LoraAdapter { a, b, scale });
+            }
+        }
+        if let Some(i) = matched.iter().position(|&n| n == 0) {
+            return Err(Error::Input(format!(
+                "LoRA target `{}` matches no projection of this model (MoE experts take no adapters)",
+                cfg.targets[i]
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn has_lora(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.projections().iter().any(|(_, p)| p.lora.is_some()))
+    }
+
+    /// Adapter tensors, named as the model's own parameters are
+    /// (`model.layers.0.self_attn.q_proj.lora_A.weight`); they share storage with the model.
+    pub fn lora_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (path, proj) in layer.projections() {
+                if let Some(a) = &proj.lora {
+                    let p = format!("model.layers.{l}.{path}");
+                    out.push((format!("{p}.lora_A.weight"), a.a.shallow_clone()));
+                    out.push((format!("{p}.lora_B.weight"), a.b.shallow_clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// What the optimizer updates: the adapters with LoRA, else every parameter.
+    pub fn trainable_parameters(&self) -> Vec<Tensor> {
+        if self.has_lora() {
+            self.lora_parameters().into_iter().map(|(_, t)| t).collect()
+        } else {
+            self.parameters()
+        }
+    }
+
+    /// What a checkpoint must hold to restore the trainable state: the adapters with LoRA, else
+    /// the base parameters.
+    pub fn trainable_named_parameters(&self) -> Vec<(String, Tensor)> {
+        if self.has_lora() {
+            self.lora_parameters()
+        } else {
+            self.named_parameters()
+        }
+    }
+
+    /// `named_parameters` with adapters merged into their projections (fresh tensors there, shared
+    /// storage elsewhere). Without LoRA this is `named_parameters`.
+    pub fn merged_named_parameters(&self) -> Vec<(String, Tensor)> {
+        if !self.has_lora() {
+            return self.named_parameters();
+        }
+        let mut merged: HashMap<String, Tensor> = HashMap::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            for (path, proj) in layer.projections() {
+                if proj.lora.is_some() {
+                    merged.insert(format!("model.layers.{l}.{path}.weight"), proj.effective());
+                }
+            }
+        }
+        self.named_parameters()
+            .into_iter()
+            .map(|(n, t)| match merged.remove(&n) {
+                Some(m) => (n, m),
+                None => (n, t),
+            })
+            .collect()
+    }
+
+    /// Copy adapter values from `named` (names as in `lora_parameters`, optionally with the PEFT
+    /// prefix); every adapter must be present with its shape.
+    pub fn load_lora(&self, named: &HashMap<String, Tensor>) -> Result<()> {
+        for (n, mut dst) in self.lora_parameters() {
+            let src = named
+                .get(&n)
+                .or_else(|| named.get(&format!("{PEFT_PREFIX}{n}")))
+                .ok_or_else(|| Error::Input(format!("adapter tensor `{n}` missing")))?;
+            if src.size() != dst.size() {
+                return Err(Error::Input(format!(
+                    "adapter tensor `{n}`: shape {:?}, expected {:?}",
+                    src.size(),
+                    dst.size()
+                )));
+            }
+            tch::no_grad(|| dst.copy_(src));
+        }
+        Ok(())
+    }
+
+    /// Write a PEFT adapter directory: `adapter_model.safetensors` (fp32, names
+    /// `base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`) and `adapter_config.json`.
+    pub fn save_peft_adapter(&self, cfg: &LoraConfig, base_model: &str, dir: &Path) -> Result<()> {
+        if !self.has_lora() {
+            return Err(Error::Input(
+                "the model has no LoRA adapters to export".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let named: Vec<(String, Tensor)> = self
+            .lora_parameters()
+            .into_iter()
+            .map(|(n, t)| (format!("{PEFT_PREFIX}{n}"), t))
+            .collect();
+        super::weights::save_safetensors(
+            &dir.join("adapter_model.safetensors"),
+            named,
+            Kind::Float,
+        )?;
+        let config = serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base_model,
+            "r": cfg.rank,
+            "lora_alpha": cfg.alpha,
+            "lora_dropout": 0.0,
+            "target_modules": cfg.targets,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "use_rslora": false,
+            "use_dora": false,
+            "init_lora_weights": true,
+            "inference_mode": true,
+            "modules_to_save": null,
+        });
+        let p = dir.join("adapter_config.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&config).unwrap())
+            .map_err(|e| Error::io(&p, e))
+    }
+}

@@ -406,10 +406,11 @@ fn shared_prefix_scoring_equals_full_forward_with_gradients() {
             let mut m = peaked(preset, 3);
             m.set_requires_grad(true);
             let s = score_responses(&m, pi, pm, ri, rm, 0.7, None);
-            let mut loss = (&s.logp * rm).sum(Kind::Float) - (&s.entropy * rm).sum(Kind::Float);
-            if let Some(aux) = &s.aux_loss {
-                loss = loss + aux * 10.0;
-            }
+            let loss = (&s.logp * rm).sum(Kind::Float) - (&s.entropy * rm).sum(Kind::Float);
+            let loss = match &s.aux_loss {
+                Some(aux) => loss + aux * 10.0,
+                None => loss,
+            };
             loss.backward();
             let grads: Vec<Tensor> = m.parameters().iter().map(|p| p.grad().copy()).collect();
             (s, grads)

@@ -1,5 +1,5 @@
 //! `report.md`: GitHub-flavoured Markdown.
-use super::claims::Claims;
+use super::claims::{Claims, Verdict};
 use super::paper::PaperTable;
 use super::plots::Figure;
 use super::{fmt_stats, GridResults, ReportOptions, Stat};
@@ -126,7 +126,7 @@ pub fn render(
                     s,
                     "| claim | metric | verdict | evidence |\n|---|---|---|---|"
                 );
-                for ch in checked {
+                for ch in &checked {
                     let _ = writeln!(
                         s,
                         "| {} | `{}` | {} | {} |",
@@ -136,6 +136,21 @@ pub fn render(
                         cell(&ch.evidence)
                     );
                 }
+                // The plain-words summary the table adds up to.
+                let count = |v: Verdict| checked.iter().filter(|c| c.verdict == v).count();
+                let _ = write!(
+                    s,
+                    "\n**In sum, at this scale: {} of {} claim(s) hold, {} inconclusive, {} do not hold",
+                    count(Verdict::Holds),
+                    checked.len(),
+                    count(Verdict::Inconclusive),
+                    count(Verdict::DoesNotHold),
+                );
+                let missing = count(Verdict::NoData);
+                if missing > 0 {
+                    let _ = write!(s, ", {missing} without data");
+                }
+                let _ = writeln!(s, ".**");
                 s.push('\n');
             }
             Err(e) => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: builds the CLI (installing LibTorch first if missing), then runs a small grid on a
-# tiny model on CPU (experiments/quickstart.yaml: GRPO vs DC-GRPO under a bf16 inference engine)
-# and writes its tables to out/quickstart/tables/. Re-running resumes/reuses finished runs.
+# tiny model on CPU (experiments/quickstart.yaml: GRPO vs DC-GRPO under a bf16 + FP8 engine)
+# and writes its tables to out/quickstart/tables/ and its report to out/quickstart/report/.
+# Re-running resumes/reuses finished runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -14,4 +15,6 @@ GRID=experiments/quickstart.yaml
 "$BIN" plan "$GRID"
 JOBS=$(( $(nproc) >= 2 ? 2 : 1 ))
 "$BIN" run "$GRID" --out out --jobs "$JOBS" --resume
+"$BIN" report out/quickstart
 echo "tables: out/quickstart/tables/{steps.parquet,summary.parquet,summary.csv}"
+echo "report: out/quickstart/report/report.md (+ SVG curves)"

@@ -18,6 +18,19 @@ pub struct Scored {
     pub gathered: Option<Tensor>,
 }
 
+impl Scored {
+    /// The log-probs, entropy and experts without the graph (π_old taken from a π_θ forward).
+    pub fn detached(&self) -> Scored {
+        Scored {
+            logp: self.logp.detach(),
+            entropy: self.entropy.detach(),
+            experts: self.experts.iter().map(Tensor::shallow_clone).collect(),
+            aux_loss: None,
+            gathered: None,
+        }
+    }
+}
+
 /// Score `response_ids` `[N, R]` after left-padded prompts `[N, P]`. Runs with gradients if the
 /// caller has them enabled. `temperature` ≤ 0 (greedy) scores at temperature 1.
 pub fn score_responses(

@@ -39,12 +39,9 @@ fn params() -> SamplingParams {
     }
 }
 
-/// `abs_prob_diff` of an engine built with `cfg` against the trainer `m`, sampling with `seed`.
-fn mismatch(m: &Qwen3, cfg: &EngineConfig, seed: i64) -> (f64, Rollouts, Scored) {
-    let engine = Engine::new(m, cfg, Device::Cpu).unwrap();
-    tch::manual_seed(seed);
-    let ro = engine.generate(&prompts(), &params());
-    let old = tch::no_grad(|| {
+/// The trainer's π_old for the engine's rollouts (temperature 1, no graph).
+fn trainer_scores(m: &Qwen3, ro: &Rollouts) -> Scored {
+    tch::no_grad(|| {
         score_responses(
             m,
             &ro.prompt_ids,
@@ -54,7 +51,31 @@ fn mismatch(m: &Qwen3, cfg: &EngineConfig, seed: i64) -> (f64, Rollouts, Scored)
             1.0,
             None,
         )
-    });
+    })
+}
+
+/// Knobs off: every token's |π_old − μ| ≤ 1e-5 and, for MoE, the same experts.
+fn assert_engine_matches_trainer(preset: &str, ro: &Rollouts, old: &Scored) {
+    let diff = (old.logp.exp() - ro.rollout_logp.exp()).abs() * &ro.response_mask;
+    let max = diff.max().double_value(&[]);
+    assert!(max <= 1e-5, "{preset}: max |π_old − μ| = {max:e}");
+    if preset.ends_with("moe") {
+        let rc = rollout_corr(
+            &old.logp,
+            &ro.rollout_logp,
+            &ro.response_mask,
+            Some((&ro.engine_experts, &old.experts)),
+        );
+        assert_eq!(rc["rollout_corr/router_mismatch"], 0.0);
+    }
+}
+
+/// `abs_prob_diff` of an engine built with `cfg` against the trainer `m`, sampling with `seed`.
+fn mismatch(m: &Qwen3, cfg: &EngineConfig, seed: i64) -> (f64, Rollouts, Scored) {
+    let engine = Engine::new(m, cfg, Device::Cpu).unwrap();
+    tch::manual_seed(seed);
+    let ro = engine.generate(&prompts(), &params());
+    let old = trainer_scores(m, &ro);
     let d = rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)
         ["rollout_corr/abs_prob_diff"];
     (d, ro, old)
@@ -66,19 +87,8 @@ fn knobs_off_engine_matches_trainer_per_token() {
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let m = peaked(preset, 1);
         let (_, ro, old) = mismatch(&m, &EngineConfig::default(), 5);
-        let diff = (old.logp.exp() - ro.rollout_logp.exp()).abs() * &ro.response_mask;
-        let max = diff.max().double_value(&[]);
-        assert!(max <= 1e-5, "{preset}: max |π_old − μ| = {max:e}");
+        assert_engine_matches_trainer(preset, &ro, &old);
         assert!(ro.response_mask.sum(Kind::Float).double_value(&[]) > 8.0);
-        if preset.ends_with("moe") {
-            let rc = rollout_corr(
-                &old.logp,
-                &ro.rollout_logp,
-                &ro.response_mask,
-                Some((&ro.engine_experts, &old.experts)),
-            );
-            assert_eq!(rc["rollout_corr/router_mismatch"], 0.0);
-        }
     }
 }
 
@@ -198,17 +208,7 @@ fn staleness_lags_the_trainer() {
                 .map(|s| {
                     tch::manual_seed(7 + s);
                     let ro = engine.generate(&prompts(), &params());
-                    let old = tch::no_grad(|| {
-                        score_responses(
-                            &m,
-                            &ro.prompt_ids,
-                            &ro.prompt_mask,
-                            &ro.response_ids,
-                            &ro.response_mask,
-                            1.0,
-                            None,
-                        )
-                    });
+                    let old = trainer_scores(&m, &ro);
                     rollout_corr(&old.logp, &ro.rollout_logp, &ro.response_mask, None)
                         ["rollout_corr/abs_prob_diff"]
                 })
@@ -355,33 +355,11 @@ fn grouped_prompts_share_prefill_and_still_match_the_trainer() {
         tch::manual_seed(11);
         let ro = engine.generate(&grouped_prompts(3), &params());
         assert_eq!(ro.prompt_ids.size()[0], 12);
-        let old = tch::no_grad(|| {
-            score_responses(
-                &m,
-                &ro.prompt_ids,
-                &ro.prompt_mask,
-                &ro.response_ids,
-                &ro.response_mask,
-                1.0,
-                None,
-            )
-        });
-        let diff = (old.logp.exp() - ro.rollout_logp.exp()).abs() * &ro.response_mask;
-        let max = diff.max().double_value(&[]);
-        assert!(max <= 1e-5, "{preset}: max |π_old − μ| = {max:e}");
+        assert_engine_matches_trainer(preset, &ro, &trainer_scores(&m, &ro));
         // Rows of a group sample independently.
         let row = |i: i64| ro.response_ids.get(i);
         let differs = (0..4).any(|g| (1..3).any(|i| !row(3 * g).equal(&row(3 * g + i))));
         assert!(differs, "{preset}: every group sampled identical responses");
-        if preset.ends_with("moe") {
-            let rc = rollout_corr(
-                &old.logp,
-                &ro.rollout_logp,
-                &ro.response_mask,
-                Some((&ro.engine_experts, &old.experts)),
-            );
-            assert_eq!(rc["rollout_corr/router_mismatch"], 0.0);
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::objective::{
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::external::read_external;
 use crate::rollout::{
-    score_responses, score_responses_recompute, Engine, Rollouts, SamplingParams, Scored,
+    score_responses, score_responses_recompute, Engine, Rollouts, SamplingParams,
 };
 use crate::task::eval::avg_and_pass_at_k;
 use crate::task::{build_task, Rng, Task};
@@ -396,13 +396,7 @@ impl<'a> Trainer<'a> {
                 temp,
                 ro.topk.as_ref().map(|(_, ids)| ids),
             );
-            let old = Scored {
-                logp: cur.logp.detach(),
-                entropy: cur.entropy.detach(),
-                experts: cur.experts.iter().map(Tensor::shallow_clone).collect(),
-                aux_loss: None,
-                gathered: None,
-            };
+            let old = cur.detached();
             fused_cur = Some(cur);
             old
         } else {

@@ -74,6 +74,18 @@ fn without_timing(
         .collect()
 }
 
+/// Run `cfg` in `dir` and die abruptly (a panic, no checkpoint) right after step `step`.
+pub(crate) fn crash_after_step(cfg: &RunConfig, seed: i64, dir: &Path, step: usize) {
+    let crashed = std::panic::catch_unwind(|| {
+        let _ = run_training(cfg, seed, dir, &AtomicBool::new(false), &mut |r| {
+            if r.step == step {
+                panic!("simulated kill");
+            }
+        });
+    });
+    assert!(crashed.is_err());
+}
+
 #[test]
 fn kill_and_resume_gives_the_same_metrics() {
     let _rng = crate::rng_lock();
@@ -82,16 +94,8 @@ fn kill_and_resume_gives_the_same_metrics() {
     train(&cfg, 3, full.path());
 
     let cut = tempfile::tempdir().unwrap();
-    let dir = cut.path().to_path_buf();
     // Die abruptly after step 3 (checkpoint is at step 2): step 3's row must be redone.
-    let crashed = std::panic::catch_unwind(|| {
-        let _ = run_training(&cfg, 3, &dir, &AtomicBool::new(false), &mut |r| {
-            if r.step == 3 {
-                panic!("simulated kill");
-            }
-        });
-    });
-    assert!(crashed.is_err());
+    crash_after_step(&cfg, 3, cut.path(), 3);
     assert_eq!(read_jsonl(&cut.path().join("metrics.jsonl")).len(), 3);
     let out = train(&cfg, 3, cut.path());
     assert_eq!(out.state, RunState::Done);

@@ -1,7 +1,7 @@
 //! Training with LoRA (adapters move, the base does not; checkpoints hold adapters only; exact
 //! resume; export), with activation recompute, and with bf16 compute.
 use super::policy::{build_policy, export_run, load_run_policy};
-use super::tests::tiny_config;
+use super::tests::{crash_after_step, tiny_config};
 use super::*;
 use crate::model::{load_model, Qwen3};
 use std::path::Path;
@@ -107,15 +107,7 @@ fn lora_recompute_kill_and_resume_is_exact() {
     let full = tempfile::tempdir().unwrap();
     train_in(&cfg, 3, full.path());
     let cut = tempfile::tempdir().unwrap();
-    let dir = cut.path().to_path_buf();
-    let crashed = std::panic::catch_unwind(|| {
-        let _ = run_training(&cfg, 3, &dir, &AtomicBool::new(false), &mut |r| {
-            if r.step == 3 {
-                panic!("simulated kill");
-            }
-        });
-    });
-    assert!(crashed.is_err());
+    crash_after_step(&cfg, 3, cut.path(), 3);
     assert_eq!(train_in(&cfg, 3, cut.path()).state, RunState::Done);
     let (a, b) = (metrics(full.path()), metrics(cut.path()));
     assert_eq!(a.len(), 4);

@@ -43,14 +43,20 @@ fn statuses(gdir: &Path) -> Vec<serde_json::Value> {
     v
 }
 
-fn prepare(dir: &Path, grid: &Path) -> PathBuf {
-    let o = harness()
+/// `harness slurm <grid> --out out` in `dir` (it prepares `out/tiny` as `run` would).
+fn slurm(dir: &Path, grid: &Path, extra: &[&str]) -> std::process::Output {
+    harness()
         .arg("slurm")
         .arg(grid)
         .args(["--out", "out", "--gpus-per-run", "0"])
+        .args(extra)
         .current_dir(dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn prepare(dir: &Path, grid: &Path) -> PathBuf {
+    let o = slurm(dir, grid, &[]);
     assert!(o.status.success(), "{}", text(&o));
     dir.join("out/tiny")
 }
@@ -106,13 +112,7 @@ fn resume_refuses_a_changed_grid_with_a_diff_unless_extended() {
 
     // The same change with --extend: the new runs join the saved grid, whose results stay.
     // (A dcmdp run at the old c and one at the new c now have the same label: refused.)
-    let o = harness()
-        .arg("slurm")
-        .arg(&g)
-        .args(["--out", "out", "--gpus-per-run", "0", "--extend"])
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let o = slurm(d.path(), &g, &["--extend"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("cannot extend"), "{}", text(&o));
 
@@ -122,13 +122,7 @@ fn resume_refuses_a_changed_grid_with_a_diff_unless_extended() {
         tiny(6, "0.004").replace("seeds: [0, 1]", "seeds: [0, 1, 2]"),
     )
     .unwrap();
-    let o = harness()
-        .arg("slurm")
-        .arg(&g)
-        .args(["--out", "out", "--gpus-per-run", "0", "--extend"])
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let o = slurm(d.path(), &g, &["--extend"]);
     assert!(o.status.success(), "{}", text(&o));
     let st = statuses(&gdir);
     assert_eq!(st.len(), 6);
@@ -184,10 +178,11 @@ fn slurm_tasks_run_the_saved_grid_from_the_submit_folder() {
     assert_eq!(done[0]["threads"], 1);
 }
 
-fn wait_for_step(gdir: &Path, child: &mut Child) {
+/// Wait until some run under `runs_dir` has trained a step (or `child` ended).
+pub(super) fn wait_for_step(runs_dir: &Path, child: &mut Child) {
     let t0 = Instant::now();
     loop {
-        let progressed = std::fs::read_dir(gdir.join("runs")).ok().is_some_and(|rd| {
+        let progressed = std::fs::read_dir(runs_dir).ok().is_some_and(|rd| {
             rd.flatten().any(|e| {
                 std::fs::read_to_string(e.path().join("status.json"))
                     .ok()
@@ -221,7 +216,7 @@ fn stopped_runs_are_interrupted_not_running() {
             .spawn()
             .unwrap();
         let gdir = d.path().join("out/tiny");
-        wait_for_step(&gdir, &mut child);
+        wait_for_step(&gdir.join("runs"), &mut child);
         // SAFETY: signalling the child we spawned.
         unsafe { kill(child.id() as i32, sig) };
         child.wait().unwrap();

@@ -21,7 +21,7 @@
 //!   longer logs, fails.
 use super::csv::{field, Csv};
 use super::{fmt_num, GridResults, Point, Stat};
-use crate::train::RunState;
+use crate::rundir::RunState;
 use crate::{Error, Result};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

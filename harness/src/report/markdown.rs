@@ -3,7 +3,7 @@ use super::claims::{Checked, Claims, Verdict};
 use super::paper::PaperTable;
 use super::plots::Figure;
 use super::{fmt_stats, GridResults, ReportOptions, Stat};
-use crate::train::RunState;
+use crate::rundir::RunState;
 use std::fmt::Write;
 
 /// Table columns: `(metric, heading, statistic)`; a column is shown when some run logs its metric.

@@ -355,7 +355,16 @@ fn draw(f: &Figure, buf: &mut String) -> std::result::Result<(), Box<dyn std::er
         ))?;
     }
 
-    // Legend on the right, outside the plot.
+    draw_legend(f, &legend)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The legend on the right, outside the plot: one line per curve, then how curves are made.
+fn draw_legend(
+    f: &Figure,
+    legend: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut y = 40i32;
     for c in &f.curves {
         let color = PALETTE[c.color % PALETTE.len()];
@@ -381,6 +390,5 @@ fn draw(f: &Figure, buf: &mut String) -> std::result::Result<(), Box<dyn std::er
         (8, y + 20),
         ("sans-serif", 9).into_font(),
     ))?;
-    root.present()?;
     Ok(())
 }

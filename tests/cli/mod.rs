@@ -3,3 +3,6 @@ mod gpu_bench;
 mod grid;
 mod model;
 mod report;
+mod report_files;
+mod run_dir;
+mod scripts;

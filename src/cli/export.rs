@@ -5,6 +5,7 @@ use super::{check_output_dir, CliResult, Failure};
 use anyhow::{anyhow, Context};
 use harness::model::hub::{locate, ModelSource};
 use harness::model::save_hf_dir;
+use harness::model::weights::TOKENIZER_FILES;
 use harness::runtime::parse_dtype;
 use std::path::{Path, PathBuf};
 use tch::Kind;
@@ -36,18 +37,6 @@ pub struct Args {
     #[arg(long)]
     force: bool,
 }
-
-/// Files of a HF model directory that describe its tokenizer (and generation defaults).
-const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "generation_config.json",
-];
 
 pub fn run(a: Args) -> CliResult {
     let targets: Vec<(&str, &PathBuf)> = [
@@ -149,8 +138,8 @@ pub fn run(a: Args) -> CliResult {
         ),
         (Some(d), true) => println!("tokenizer: none ({} has no tokenizer files)", d.display()),
         (None, _) => println!(
-            "tokenizer: none (the preset `{}` uses the harness's character vocabulary: token id \
-             = position in CharTokenizer's alphabet, see README)",
+            "tokenizer: none (the preset `{}` uses the harness's character vocabulary, \
+             harness::model::tokenizer::CharTokenizer, not a Hugging Face tokenizer)",
             cfg.model.name
         ),
     }

@@ -57,21 +57,24 @@ fn logprobs(cmd: &mut Command, model: &str, dir: &Path) -> (Output, String) {
     (o, text)
 }
 
-#[test]
-fn a_hub_id_in_the_cache_loads_like_its_snapshot() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("hub");
-    let snap = fake_cache(&cache);
-    let out = hub_harness(&[("HF_HUB_CACHE", &cache)])
-        .args(["inspect", "Org/Tiny"])
-        .output()
-        .unwrap();
+/// `harness inspect <spec>` under `env`, which must succeed; its stdout.
+fn inspect_ok(env: &[(&str, &Path)], spec: &str) -> String {
+    let out = hub_harness(env).args(["inspect", spec]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("hidden 128"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_hub_id_in_the_cache_loads_like_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let snap = fake_cache(&cache);
+    let text = inspect_ok(&[("HF_HUB_CACHE", &cache)], "Org/Tiny");
+    assert!(text.contains("hidden 128"), "{text}");
 
     let (o, by_id) = logprobs(
         &mut hub_harness(&[("HF_HUB_CACHE", &cache)]),
@@ -84,15 +87,7 @@ fn a_hub_id_in_the_cache_loads_like_its_snapshot() {
     assert_eq!(by_id, by_dir);
 
     // HF_HOME/hub is the cache when HF_HUB_CACHE is unset.
-    let out = hub_harness(&[("HF_HOME", tmp.path())])
-        .args(["inspect", "Org/Tiny@main"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    inspect_ok(&[("HF_HOME", tmp.path())], "Org/Tiny@main");
 }
 
 #[test]

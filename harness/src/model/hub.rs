@@ -265,17 +265,9 @@ impl HubId {
 /// sharded with the index), generation config and tokenizer files; top-level only.
 #[cfg_attr(not(feature = "hub-download"), allow(dead_code))]
 fn wanted(file: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "config.json",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "vocab.json",
-        "merges.txt",
-    ];
-    !file.contains('/') && (NAMES.contains(&file) || super::weights::is_weight_file(file))
+    use super::weights::{is_weight_file, TOKENIZER_FILES};
+    !file.contains('/')
+        && (file == "config.json" || TOKENIZER_FILES.contains(&file) || is_weight_file(file))
 }
 
 #[cfg(test)]

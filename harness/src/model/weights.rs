@@ -67,6 +67,19 @@ impl WeightSource for RandomInit {
 pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
+/// Files of a HF model directory that describe its tokenizer, chat template and generation
+/// defaults: what travels with the weights (exports, downloads).
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "generation_config.json",
+];
+
 /// Whether `name` is a weight file that [`save_hf_dir`] writes: the single file, the index, or a
 /// shard `model-NNNNN-of-NNNNN.safetensors`.
 pub fn is_weight_file(name: &str) -> bool {

@@ -1,7 +1,14 @@
 //! Tests of the `harness` binary.
+mod bench_limits;
+mod error_texts;
+mod export_files;
 mod gpu_bench;
 mod grid;
+mod hub;
+mod logprobs_lines;
+mod lora_targets;
 mod model;
+mod output_dirs;
 mod report;
 mod report_files;
 mod run_dir;

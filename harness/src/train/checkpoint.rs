@@ -72,10 +72,7 @@ pub fn save(root: &Path, tensors: &[(String, Tensor)], meta: &CheckpointMeta) ->
 pub fn load(dir: &Path) -> Result<(Vec<(String, Tensor)>, CheckpointMeta)> {
     let mp = dir.join("meta.json");
     let text = std::fs::read_to_string(&mp).map_err(|e| Error::io(&mp, e))?;
-    let meta = serde_json::from_str(&text).map_err(|e| Error::Json {
-        path: mp,
-        source: e,
-    })?;
+    let meta = serde_json::from_str(&text).map_err(|e| Error::json(mp, e))?;
     let tensors = Tensor::load_multi(dir.join("tensors.ot"))?;
     Ok((tensors, meta))
 }

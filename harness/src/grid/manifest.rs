@@ -20,6 +20,9 @@ pub struct Manifest {
     pub axes: Vec<String>,
     #[serde(default)]
     pub cases: Vec<String>,
+    /// `--set key=value` overrides of the grid file's `base` (already in each run's config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     pub runs: Vec<ManifestRun>,
 }
 
@@ -47,6 +50,7 @@ impl Manifest {
             source: grid.file.clone(),
             axes: grid.axis_keys.clone(),
             cases: grid.cases.clone(),
+            overrides: grid.overrides.iter().map(|o| o.to_string()).collect(),
             runs: grid
                 .runs
                 .iter()

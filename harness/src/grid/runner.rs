@@ -303,7 +303,7 @@ pub fn run_grid(grid: &Grid, opts: &RunOptions, signals: &AtomicUsize) -> Result
         while !stopping && active.len() < jobs {
             let Some(i) = queue.pop_front() else { break };
             let run = &grid.runs[i];
-            match spawn_child(run, opts, threads, &gdir) {
+            match spawn_child(run, &grid.overrides, opts, threads, &gdir) {
                 Ok(child) => {
                     let bar = mp.add(ProgressBar::new(run.config.train.steps as u64));
                     bar.set_style(run_style.clone());
@@ -457,7 +457,13 @@ fn send_signal(child: &Child, sig: libc::c_int) {
     }
 }
 
-fn spawn_child(run: &Run, opts: &RunOptions, threads: usize, gdir: &Path) -> Result<Child> {
+fn spawn_child(
+    run: &Run,
+    overrides: &[super::Override],
+    opts: &RunOptions,
+    threads: usize,
+    gdir: &Path,
+) -> Result<Child> {
     let dir = run_dir(gdir, &run.id);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let log_path = dir.join("log.txt");
@@ -483,6 +489,9 @@ fn spawn_child(run: &Run, opts: &RunOptions, threads: usize, gdir: &Path) -> Res
         .stderr(Stdio::from(log2));
     if let Some(d) = &opts.device {
         cmd.arg("--device").arg(d);
+    }
+    for o in overrides {
+        cmd.arg("--set").arg(o.to_string());
     }
     #[cfg(unix)]
     {

@@ -99,8 +99,13 @@ pub fn script(grid: &Grid, o: &SlurmOptions) -> String {
     }
     s.push_str(")\nRUN_ID=\"${RUN_IDS[$SLURM_ARRAY_TASK_ID]}\"\n\n");
     let device = if o.gpus_per_run > 0 { "cuda" } else { "cpu" };
+    let sets: String = grid
+        .overrides
+        .iter()
+        .map(|x| format!(" --set {}", sh_quote(&x.to_string())))
+        .collect();
     s.push_str(&format!(
-        "exec {} run {} --only \"$RUN_ID\" --out {} --resume --device {device} \\\n    \
+        "exec {} run {}{sets} --only \"$RUN_ID\" --out {} --resume --device {device} \\\n    \
          --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
         sh_quote(&o.exe.display().to_string()),
         sh_quote(&o.grid_file.display().to_string()),

@@ -1,7 +1,7 @@
 //! `harness run <grid>`: run a grid's runs in parallel child processes, with resume; or, with a
 //! single `--only <run-id>`, train that one run in this process (what the children and Slurm
 //! array tasks do).
-use super::validate::load;
+use super::validate::{load, SetArgs};
 use super::{CliResult, Failure};
 use anyhow::anyhow;
 use harness::grid::runner::{cores, run_grid, run_one, RunOptions};
@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub struct Args {
     /// Grid file (`experiments/*.yaml`).
     grid: PathBuf,
+    #[command(flatten)]
+    set: SetArgs,
     /// Output directory; the grid goes to `DIR/<grid name>`.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -47,7 +49,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let grid = load(&a.grid)?;
+    let grid = load(&a.grid, &a.set)?;
     if let Some(d) = &a.device {
         ensure_device(parse_device(d)?)?;
     }

@@ -1,4 +1,5 @@
 //! Tests of the `harness` binary.
+mod config;
 mod gpu_bench;
 mod grid;
 mod model;

@@ -149,6 +149,34 @@ fn set_is_carried_to_the_runs_and_recorded() {
 }
 
 #[test]
+fn set_is_passed_on_by_the_slurm_script() {
+    let d = tempfile::tempdir().unwrap();
+    let g = write(d.path(), "g.yaml", TINY);
+    let out_dir = d.path().join("out");
+    let out = harness()
+        .arg("slurm")
+        .arg(&g)
+        .args(["--set", "train.steps=2", "--set", "optim.betas=[0.9, 0.99]"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let script = std::fs::read_to_string(out_dir.join("tiny/slurm.sh")).unwrap();
+    assert!(
+        script.contains(" --set train.steps=2 --set 'optim.betas=[0.9,0.99]' --only"),
+        "{script}"
+    );
+    let cfg = std::fs::read_dir(out_dir.join("tiny/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("config.yaml"))
+        .next()
+        .unwrap();
+    let cfg = harness::config::load_run_config(&cfg).unwrap();
+    assert_eq!((cfg.train.steps, cfg.optim.betas), (2, (0.9, 0.99)));
+}
+
+#[test]
 fn validate_reports_every_structural_error_at_its_key() {
     let d = tempfile::tempdir().unwrap();
     let g = write(

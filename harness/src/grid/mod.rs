@@ -79,13 +79,7 @@ pub struct GridErrors(pub Vec<GridError>);
 
 impl fmt::Display for GridErrors {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        crate::config::write_lines(f, &self.0)
     }
 }
 

@@ -148,8 +148,9 @@ fn set_is_carried_to_the_runs_and_recorded() {
     assert!(status.contains("\"done\""), "{status}");
 }
 
+/// Slurm tasks run the saved grid: the overrides are in its configs and recorded in grid.yaml.
 #[test]
-fn set_is_passed_on_by_the_slurm_script() {
+fn set_reaches_the_slurm_tasks_through_the_saved_grid() {
     let d = tempfile::tempdir().unwrap();
     let g = write(d.path(), "g.yaml", TINY);
     let out_dir = d.path().join("out");
@@ -162,10 +163,10 @@ fn set_is_passed_on_by_the_slurm_script() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let script = std::fs::read_to_string(out_dir.join("tiny/slurm.sh")).unwrap();
+    let saved = std::fs::read_to_string(out_dir.join("tiny/grid.yaml")).unwrap();
     assert!(
-        script.contains(" --set train.steps=2 --set 'optim.betas=[0.9,0.99]' --only"),
-        "{script}"
+        saved.contains("overrides:\n- train.steps=2\n- optim.betas=[0.9,0.99]\n"),
+        "{saved}"
     );
     let cfg = std::fs::read_dir(out_dir.join("tiny/runs"))
         .unwrap()
@@ -174,6 +175,15 @@ fn set_is_passed_on_by_the_slurm_script() {
         .unwrap();
     let cfg = harness::config::load_run_config(&cfg).unwrap();
     assert_eq!((cfg.train.steps, cfg.optim.betas), (2, (0.9, 0.99)));
+    // A saved grid's configs are fixed.
+    let out = harness()
+        .arg("run")
+        .arg(out_dir.join("tiny"))
+        .args(["--set", "train.steps=3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is a saved grid"), "{}", text(&out));
 }
 
 #[test]

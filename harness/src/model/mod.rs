@@ -4,6 +4,7 @@ pub mod config;
 pub mod hub;
 pub mod kv_cache;
 pub mod lora;
+pub mod ops;
 pub mod presets;
 pub mod qwen3;
 pub mod qwen3_moe;

@@ -1,8 +1,8 @@
 //! LoRA, activation recompute, grouped-GEMM MoE and bf16 compute on the CPU (the GPU path's
 //! CPU-testable side).
+use super::lora::LoraConfig;
 use super::recompute::forward_recompute;
 use super::*;
-use crate::config::LoraConfig;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 

@@ -104,6 +104,7 @@ fn synthetic(scale: f64) -> GridResults {
         source: "experiments/synthetic.yaml".into(),
         axes: vec!["algorithm.c".into()],
         cases: vec!["grpo".into(), "dcmdp".into()],
+        overrides: vec![],
         runs: mruns,
     };
     GridResults::from_parts(Path::new("out/synthetic"), manifest, runs)

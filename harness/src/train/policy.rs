@@ -43,10 +43,7 @@ pub fn build_policy(cfg: &RunConfig, seed: i64, device: Device) -> Result<Qwen3>
 
 /// Rebuild the policy of the run in `run_dir` (its `config.yaml` and latest checkpoint) on the CPU.
 pub fn load_run_policy(run_dir: &Path) -> Result<(RunConfig, Qwen3)> {
-    let cp = run_dir.join("config.yaml");
-    let text = std::fs::read_to_string(&cp).map_err(|e| Error::io(&cp, e))?;
-    let cfg: RunConfig =
-        serde_yaml::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", cp.display())))?;
+    let cfg = crate::config::load_run_config(&run_dir.join("config.yaml"))?;
     let (_, ck) = checkpoint::latest(run_dir).ok_or_else(|| {
         Error::Input(format!(
             "no checkpoint under {}",

@@ -131,8 +131,9 @@ fn stop_flag_checkpoints_and_resumes() {
 #[test]
 fn injected_nan_marks_the_run_diverged_at_its_step() {
     let _rng = crate::rng_lock();
-    let mut cfg = tiny_config("{ name: grpo }", 5);
-    cfg.train.fault_nan_at_step = Some(3);
+    let cfg = tiny_config("{ name: grpo }", 5)
+        .edit(|c| c.train.fault_nan_at_step = Some(3))
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = train(&cfg, 5, tmp.path());
     assert_eq!(out.state, RunState::Diverged);

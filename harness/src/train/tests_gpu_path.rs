@@ -11,16 +11,18 @@ use tch::{Device, Kind, Tensor};
 fn lora_config(steps: usize) -> crate::config::RunConfig {
     // GRPO: DCMDP's λ round-trips through JSON in checkpoints, which serde_json (without
     // `float_roundtrip`) may parse 1 ulp off.
-    let mut cfg = tiny_config("{ name: grpo }", steps);
-    cfg.task.sft.as_mut().unwrap().lr = 1e-2;
-    cfg.model.lora = Some(crate::config::LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        targets: ["q_proj", "v_proj", "up_proj"].map(String::from).to_vec(),
-    });
-    cfg.train.recompute = true;
-    cfg.optim.lr = 3e-3;
-    cfg
+    tiny_config("{ name: grpo }", steps)
+        .edit(|cfg| {
+            cfg.task.sft.as_mut().unwrap().lr = 1e-2;
+            cfg.model.lora = Some(crate::config::LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                targets: ["q_proj", "v_proj", "up_proj"].map(String::from).to_vec(),
+            });
+            cfg.train.recompute = true;
+            cfg.optim.lr = 3e-3;
+        })
+        .unwrap()
 }
 
 fn train_in(cfg: &crate::config::RunConfig, seed: i64, dir: &Path) -> RunOutcome {
@@ -125,7 +127,7 @@ fn lora_recompute_kill_and_resume_is_exact() {
 fn recompute_and_bf16_runs_track_the_plain_fp32_run() {
     let _rng = crate::rng_lock();
     // SFT warm-start so that step 1 has non-zero advantages (hence gradients).
-    let mut cfg = tiny_config("{ name: grpo }", 1);
+    let cfg = tiny_config("{ name: grpo }", 1);
     let run = |c: &crate::config::RunConfig| {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(train_in(c, 1, tmp.path()).state, RunState::Done);
@@ -133,8 +135,7 @@ fn recompute_and_bf16_runs_track_the_plain_fp32_run() {
     };
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
     let plain = run(&cfg);
-    cfg.train.recompute = true;
-    let rec = run(&cfg);
+    let rec = run(&cfg.clone().edit(|c| c.train.recompute = true).unwrap());
     // Same samples, same loss and gradient up to summation order.
     let (ga, gb) = (
         f(&plain[0], "actor/grad_norm"),
@@ -143,9 +144,9 @@ fn recompute_and_bf16_runs_track_the_plain_fp32_run() {
     assert!(ga > 0.0);
     assert!((ga - gb).abs() < 1e-5 * ga, "grad norm {ga} vs {gb}");
     assert!((f(&plain[0], "actor/loss") - f(&rec[0], "actor/loss")).abs() < 1e-6);
-    cfg.train.recompute = false;
-    cfg.train.precision = crate::config::Precision::Bf16;
-    let bf = run(&cfg);
+    let bf = run(&cfg
+        .edit(|c| c.train.precision = crate::config::Precision::Bf16)
+        .unwrap());
     let g = f(&bf[0], "actor/grad_norm");
     assert!(g.is_finite() && g > 0.0, "bf16 grad norm {g}");
 }

@@ -309,6 +309,7 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
     e.at_least("eval.prompts", ev.prompts, 1);
     e.at_least("eval.k", ev.k, 1);
     e.non_negative("eval.temperature", ev.temperature);
+    e.at_least("checkpoint.keep", cfg.checkpoint.keep, 1);
 
     e.0
 }

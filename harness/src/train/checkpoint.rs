@@ -269,6 +269,12 @@ pub fn save(root: &Path, state: &TrainerState, keep: usize) -> Result<PathBuf> {
             let _ = std::fs::remove_dir_all(old);
         }
     }
+    // Leftovers of saves that a crash interrupted.
+    for e in std::fs::read_dir(&ckdir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp-step-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     Ok(final_dir)
 }
 

@@ -48,12 +48,15 @@ pub fn load_run_policy(run_dir: &Path) -> Result<(RunConfig, Qwen3)> {
     let text = std::fs::read_to_string(&cp).map_err(|e| Error::io(&cp, e))?;
     let cfg: RunConfig =
         serde_yaml::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", cp.display())))?;
-    let (ck, state, _) = checkpoint::load_latest(run_dir)?.ok_or_else(|| {
+    let (ck, state, rejected) = checkpoint::load_latest(run_dir)?.ok_or_else(|| {
         Error::Input(format!(
             "no checkpoint under {}",
             run_dir.join("checkpoints").display()
         ))
     })?;
+    for r in rejected {
+        eprintln!("warning: skipped {}: {}", r.dir.display(), r.error);
+    }
     let policy = build_policy(&cfg, state.seed, Device::Cpu)?;
     if policy.has_lora() {
         let saved: HashMap<String, Tensor> = state.policy.into_iter().collect();

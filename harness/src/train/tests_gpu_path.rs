@@ -1,7 +1,7 @@
 //! Training with LoRA (adapters move, the base does not; checkpoints hold adapters only; exact
 //! resume; export), with activation recompute, and with bf16 compute.
 use super::policy::{build_policy, export_run, load_run_policy};
-use super::tests::{crash_after_step, tiny_config};
+use super::tests::{crash_after_step, metrics_of, tiny_config};
 use super::trainer::{step_seed, Trainer};
 use super::*;
 use crate::model::{load_model, Qwen3};
@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use tch::{Device, Kind, Tensor};
 
+type Row = serde_json::Map<String, serde_json::Value>;
+
 fn lora_config(steps: usize) -> crate::config::RunConfig {
-    // GRPO: DCMDP's λ round-trips through JSON in checkpoints, which serde_json (without
-    // `float_roundtrip`) may parse 1 ulp off.
     let mut cfg = tiny_config("{ name: grpo }", steps);
     cfg.task.sft.as_mut().unwrap().lr = 1e-2;
     cfg.model.lora = Some(crate::config::LoraConfig {
@@ -29,19 +29,6 @@ fn train_in(cfg: &crate::config::RunConfig, seed: i64, dir: &Path) -> RunOutcome
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.yaml"), serde_yaml::to_string(cfg).unwrap()).unwrap();
     run_training(cfg, seed, dir, &AtomicBool::new(false), &mut |_| {}).unwrap()
-}
-
-fn metrics(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.retain(|k, _| !k.starts_with("timing_s/") && !k.starts_with("perf/"));
-            v
-        })
-        .collect()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -111,7 +98,7 @@ fn lora_recompute_kill_and_resume_is_exact() {
     let cut = tempfile::tempdir().unwrap();
     crash_after_step(&cfg, 3, cut.path(), 3);
     assert_eq!(train_in(&cfg, 3, cut.path()).state, RunState::Done);
-    let (a, b) = (metrics(full.path()), metrics(cut.path()));
+    let (a, b) = (metrics_of(full.path()), metrics_of(cut.path()));
     assert_eq!(a.len(), 4);
     // The adapters do get updates after the checkpoint.
     assert!(
@@ -131,9 +118,9 @@ fn recompute_and_bf16_runs_track_the_plain_fp32_run() {
     let run = |c: &crate::config::RunConfig| {
         let tmp = tempfile::tempdir().unwrap();
         assert_eq!(train_in(c, 1, tmp.path()).state, RunState::Done);
-        metrics(tmp.path())
+        metrics_of(tmp.path())
     };
-    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+    let f = |v: &Row, k: &str| v[k].as_f64().unwrap();
     let plain = run(&cfg);
     cfg.train.recompute = true;
     let rec = run(&cfg);
@@ -154,7 +141,7 @@ fn recompute_and_bf16_runs_track_the_plain_fp32_run() {
     let g = f(&bf[0], "actor/grad_norm");
     assert!(g.is_finite() && g > 0.0, "bf16 grad norm {g}");
     // Its π_old is computed in bf16 while the engine samples in fp32: a visible discrepancy.
-    let d = |v: &serde_json::Value| f(v, "rollout_corr/abs_prob_diff");
+    let d = |v: &Row| f(v, "rollout_corr/abs_prob_diff");
     assert!(
         d(&bf[0]) > 1e-4 && d(&plain[0]) < 1e-5,
         "{} vs {}",

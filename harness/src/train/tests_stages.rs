@@ -1,16 +1,30 @@
 //! Each stage of a step on its own (tiny Qwen3 after a short SFT, CPU): collect, score, update
 //! (and its per-mini-batch forward/backward), report.
-use super::step::{rewards, row, Timings, Update};
+use super::batch::Batch;
+use super::step::{rewards, row, Collected, Timings, Update, Updated};
 use super::tests::fast_config;
 use super::trainer::{step_seed, Trainer};
 use crate::config::RunConfig;
-use crate::rollout::FinishReason;
+use crate::rollout::{FinishReason, Scored};
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
 fn trainer(cfg: &RunConfig) -> Trainer<'_> {
     tch::set_num_threads(1);
     Trainer::new(cfg, 7, false).unwrap()
+}
+
+/// Step 1's rollouts (libtorch's RNG seeded as the loop seeds it).
+fn collect(t: &Trainer) -> Collected {
+    tch::manual_seed(step_seed(7, 1, 1));
+    t.collect(1).unwrap()
+}
+
+/// Step 1's update input: scored, with the algorithm's advantages.
+fn update_input(t: &mut Trainer, c: &Collected) -> (Batch, Option<Scored>) {
+    let scores = t.score(c);
+    let adv = t.algo.advantages(&scores.advantage_input(c, 4));
+    scores.into_batch(c, adv)
 }
 
 fn grads(t: &Trainer) -> Vec<Tensor> {
@@ -27,8 +41,7 @@ fn collect_samples_every_row_and_scores_it_with_the_task() {
     let _rng = crate::rng_lock();
     let cfg = fast_config("{ name: grpo }", 1);
     let t = trainer(&cfg);
-    tch::manual_seed(step_seed(7, 1, 1));
-    let c = t.collect(1).unwrap();
+    let c = collect(&t);
     let n = (cfg.rollout.prompts_per_step * cfg.rollout.group_size) as i64;
     assert_eq!(c.rollouts.response_ids.size(), [n, 4]);
     assert_eq!(c.rewards.len(), n as usize);
@@ -49,8 +62,7 @@ fn collect_samples_every_row_and_scores_it_with_the_task() {
         "the tensor is the list"
     );
     // Same seed, same rollouts.
-    tch::manual_seed(step_seed(7, 1, 1));
-    let again = t.collect(1).unwrap();
+    let again = collect(&t);
     assert!(again.rollouts.response_ids.equal(&c.rollouts.response_ids));
     assert_eq!(
         rewards(t.task.as_ref(), &problems, &c.rollouts.response_ids, 4),
@@ -66,8 +78,7 @@ fn score_fused_equals_plain_and_builds_what_the_algorithm_asks_for() {
     cfg.train.mini_batches = 1;
     let fused = trainer(&cfg);
     assert!(fused.fused_old_logp() && fused.critic.is_some() && fused.reference.is_some());
-    tch::manual_seed(step_seed(7, 1, 1));
-    let c = fused.collect(1).unwrap();
+    let c = collect(&fused);
     let a = fused.score(&c);
     cfg.train.mini_batches = 2;
     let plain = trainer(&cfg);
@@ -100,15 +111,12 @@ fn update_takes_one_adamw_step_per_mini_batch_per_epoch() {
     let mut cfg = fast_config("{ name: ppo }", 1);
     cfg.train.ppo_epochs = 3;
     let mut t = trainer(&cfg);
-    tch::manual_seed(step_seed(7, 1, 1));
-    let c = t.collect(1).unwrap();
-    let scores = t.score(&c);
-    let adv = t.algo.advantages(&scores.advantage_input(&c, 4));
-    let (batch, fused) = scores.into_batch(&c, adv);
+    let c = collect(&t);
+    let (batch, fused) = update_input(&mut t, &c);
     let before = t.actor.updates();
     let u = match t.update(1, &batch, fused, 1.0, 1e-3) {
-        super::step::Updated::Done(u) => u,
-        super::step::Updated::Diverged { reason, .. } => panic!("{reason}"),
+        Updated::Done(u) => u,
+        Updated::Diverged { reason, .. } => panic!("{reason}"),
     };
     assert_eq!(t.actor.updates() - before, 3 * 2);
     assert!(u.grad_norm > 0.0);
@@ -128,11 +136,8 @@ fn forward_backward_accumulates_gradients_of_the_selected_rows() {
     let _rng = crate::rng_lock();
     let cfg = fast_config("{ name: grpo }", 1);
     let mut t = trainer(&cfg);
-    tch::manual_seed(step_seed(7, 1, 1));
-    let c = t.collect(1).unwrap();
-    let scores = t.score(&c);
-    let adv = t.algo.advantages(&scores.advantage_input(&c, 4));
-    let (batch, _) = scores.into_batch(&c, adv);
+    let c = collect(&t);
+    let (batch, _) = update_input(&mut t, &c);
     let rows = batch.select(Some(&Tensor::from_slice(&[0i64, 5, 9, 12, 13, 30])));
     assert_eq!(rows.rows.len(), 6);
     t.actor.zero_grad();
@@ -167,8 +172,7 @@ fn report_row_summarises_rewards_lengths_and_the_update() {
     let _rng = crate::rng_lock();
     let cfg = fast_config("{ name: grpo }", 1);
     let t = trainer(&cfg);
-    tch::manual_seed(step_seed(7, 1, 1));
-    let c = t.collect(1).unwrap();
+    let c = collect(&t);
     let update = Update {
         means: Default::default(),
         grad_norm: 1.5,

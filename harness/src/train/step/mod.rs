@@ -18,6 +18,7 @@ pub use collect::{repeat_prompts, rewards};
 pub use update::Updated;
 #[cfg(test)]
 pub use {
+    collect::Collected,
     report::{row, Timings},
     score::Scores,
     update::Update,

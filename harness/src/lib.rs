@@ -9,6 +9,7 @@ pub mod model;
 pub mod objective;
 pub mod report;
 pub mod rollout;
+pub mod rundir;
 pub mod runtime;
 pub mod table;
 pub mod task;

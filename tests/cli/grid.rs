@@ -2,7 +2,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 fn harness() -> Command {
     Command::new(env!("CARGO_BIN_EXE_harness"))
@@ -361,23 +360,7 @@ fn resume_after_sigkill_matches_an_uninterrupted_run() {
         .spawn()
         .unwrap();
     // Wait until some run has trained a step, then kill the scheduler outright.
-    let t0 = Instant::now();
-    let runs_dir = b.join("tiny/runs");
-    loop {
-        let progressed = std::fs::read_dir(&runs_dir).ok().is_some_and(|rd| {
-            rd.flatten().any(|e| {
-                std::fs::read_to_string(e.path().join("status.json"))
-                    .ok()
-                    .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-                    .is_some_and(|v| v["step"].as_u64().unwrap_or(0) >= 1)
-            })
-        });
-        if progressed || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(300), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::run_dir::wait_for_step(&b.join("tiny/runs"), &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -4,3 +4,6 @@ mod gpu_bench;
 mod grid;
 mod model;
 mod report;
+mod report_files;
+mod run_dir;
+mod scripts;

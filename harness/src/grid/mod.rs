@@ -30,14 +30,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod expand;
-pub mod fsutil;
 pub mod locate;
 pub mod manifest;
 pub mod plan;
 pub mod runner;
+pub mod schedule;
 pub mod slurm;
 pub mod spec;
-pub mod status;
 
 pub use expand::{canonical_json, short_hash};
 pub use spec::GridSpec;

@@ -24,16 +24,8 @@ pub use run::run_training;
 
 use std::collections::BTreeMap;
 
-/// Final state of a run, as recorded in `status.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    Diverged,
-}
+/// Final state of a run, as recorded in `status.json` (defined with the run directory).
+pub use crate::rundir::RunState;
 
 /// What `run_training` reports after each step (for progress bars).
 pub struct StepReport<'a> {

@@ -1,9 +1,9 @@
 //! `harness inspect`: config summary, parameter counts and memory estimates.
 use super::{CliResult, Failure};
 use anyhow::anyhow;
-use harness::config::validate::LORA_TARGETS;
 use harness::config::LoraConfig;
 use harness::grid::plan::lora_params;
+use harness::model::lora::LORA_TARGETS;
 use harness::model::model_config;
 
 /// Show a model's config, parameter count (total / active for MoE) and memory estimates.

@@ -1,5 +1,6 @@
 //! Tests of the `harness` binary.
 mod bench_limits;
+mod checkpoint;
 mod config;
 mod error_texts;
 mod export_files;

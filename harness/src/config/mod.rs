@@ -515,10 +515,23 @@ impl Default for EvalConfig {
 pub struct CheckpointConfig {
     /// Checkpoint every N steps (and at the end); 0 = only at the end.
     pub every: usize,
+    /// Keep the newest N checkpoints (≥ 1); resume falls back to an older one when the newest
+    /// fails its checks. Not serialised at its default, so run ids of existing grids stay.
+    #[serde(skip_serializing_if = "is_default_keep")]
+    pub keep: usize,
+}
+
+const DEFAULT_KEEP: usize = 2;
+
+fn is_default_keep(keep: &usize) -> bool {
+    *keep == DEFAULT_KEEP
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { every: 10 }
+        CheckpointConfig {
+            every: 10,
+            keep: DEFAULT_KEEP,
+        }
     }
 }

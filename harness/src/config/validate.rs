@@ -322,6 +322,7 @@ fn train(e: &mut Errs, cfg: &RawRunConfig) {
     }
     e.positive("train.max_grad_norm", tr.max_grad_norm);
     e.non_negative("train.min_entropy", tr.min_entropy);
+    e.at_least("checkpoint.keep", cfg.checkpoint.keep, 1);
 }
 
 fn eval(e: &mut Errs, cfg: &RawRunConfig) {

@@ -133,7 +133,7 @@ pub struct Checkpoint {
     device: Device,
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
+pub(crate) fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
         Dtype::BF16 => Kind::BFloat16,
         Dtype::F16 => Kind::Half,
@@ -143,7 +143,7 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     })
 }
 
-fn dtype_of(kind: Kind) -> Result<Dtype> {
+pub(crate) fn dtype_of(kind: Kind) -> Result<Dtype> {
     Ok(match kind {
         Kind::BFloat16 => Dtype::BF16,
         Kind::Half => Dtype::F16,

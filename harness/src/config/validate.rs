@@ -242,23 +242,20 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
         });
     }
 
-    // algorithm: its own checks (the message names the key), then what it needs from the rest.
-    if let Err(msg) = cfg.algorithm.validate() {
-        let path = msg
-            .split('`')
-            .nth(1)
-            .filter(|k| !k.contains(' ') && !k.is_empty())
-            .map(|k| format!("algorithm.{k}"))
-            .unwrap_or_else(|| "algorithm".into());
-        e.0.push(ValidationError { path, msg });
-    } else if let Ok(alg) = build_algorithm(&cfg.algorithm) {
-        if alg.needs_rollout_topk() {
-            e.check(g.topk_logprobs > 0, "algorithm.divergence", || {
-                "a top-K divergence needs the engine's top-K log-probs: set \
-                 rollout.engine.topk_logprobs > 0"
-                    .into()
-            });
-        }
+    // algorithm: its own checks (each with its key path), then what it needs from the rest.
+    let problems = cfg.algorithm.check();
+    for p in &problems {
+        e.0.push(ValidationError {
+            path: format!("algorithm.{}", p.key()),
+            msg: p.message.clone(),
+        });
+    }
+    if problems.is_empty() && build_algorithm(&cfg.algorithm).needs_rollout_topk() {
+        e.check(g.topk_logprobs > 0, "algorithm.divergence", || {
+            "a top-K divergence needs the engine's top-K log-probs: set \
+             rollout.engine.topk_logprobs > 0"
+                .into()
+        });
     }
 
     // optimiser

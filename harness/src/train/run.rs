@@ -111,7 +111,7 @@ impl<'a> Trainer<'a> {
                 sft::warm_start(&policy, task.as_ref(), s, seed)?;
             }
         }
-        let algo = build_algorithm(&cfg.algorithm)?;
+        let algo = build_algorithm(&cfg.algorithm);
         let reference = if algo.needs_ref_policy() {
             let mut r = Qwen3::from_source(&policy.cfg, &mut RandomInit::zeros(kind, device))?;
             r.copy_weights_from(&policy);

@@ -2,4 +2,5 @@
 mod gpu_bench;
 mod grid;
 mod model;
+mod objective;
 mod report;

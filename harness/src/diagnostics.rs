@@ -31,22 +31,22 @@ fn frac(b: &Tensor) -> f64 {
     f(&b.to_kind(Kind::Double).mean(Kind::Double))
 }
 
-/// Max / min of `x` over the entries where `sel` is true (0 when none).
-fn max_where(x: &Tensor, sel: &Tensor) -> f64 {
+/// `reduce` (max or min) of `x` over the entries where `sel` is true (0 when none).
+fn reduce_where(x: &Tensor, sel: &Tensor, reduce: fn(&Tensor) -> Tensor) -> f64 {
     let v = x.masked_select(sel);
     if v.numel() == 0 {
         0.0
     } else {
-        f(&v.max())
+        f(&reduce(&v))
     }
 }
+
+fn max_where(x: &Tensor, sel: &Tensor) -> f64 {
+    reduce_where(x, sel, Tensor::max)
+}
+
 fn min_where(x: &Tensor, sel: &Tensor) -> f64 {
-    let v = x.masked_select(sel);
-    if v.numel() == 0 {
-        0.0
-    } else {
-        f(&v.min())
-    }
+    reduce_where(x, sel, Tensor::min)
 }
 
 /// `std` of the masked values clamped to `[lo, hi]` (verl's `*_std`), 0 for fewer than two tokens.

@@ -8,6 +8,7 @@ use harness::objective::correction::apply_corrections;
 use harness::objective::{
     build_algorithm, AdvantageInput, Advantages, AlgorithmConfig, Metrics, PolicyBatch, StepStats,
 };
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
@@ -34,9 +35,16 @@ pub fn run(a: Args) -> CliResult {
     let batch = DumpedBatch::load(&a.batch).map_err(Failure::bad_input)?;
     let ev = evaluate(&cfg, &batch).map_err(Failure::bad_input)?;
     ev.save(&a.out)?;
-    println!("loss {:.10e}", ev.loss);
-    for (k, v) in &ev.metrics {
-        println!("{k} {v:.10e}");
+    // A closed pipe (`| head`) is not an error: the results are in the file.
+    let mut out = std::io::stdout().lock();
+    let lines = std::iter::once(("loss".to_string(), ev.loss)).chain(ev.metrics.clone());
+    for (k, v) in lines {
+        if let Err(e) = writeln!(out, "{k} {v:.10e}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -101,17 +101,32 @@ fn run_case(case: &Value, dir: &Path, i: usize) -> Vec<String> {
     bad
 }
 
+/// Every case of a fixture file, a few CLI processes at a time.
 fn check_file(name: &str) {
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
-    let bad: Vec<String> = cases
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| run_case(c, dir.path(), i))
-        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let bad: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut bad = vec![];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(case) = cases.get(i) else { break bad };
+                        bad.extend(run_case(case, dir.path(), i));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
     assert!(
         bad.is_empty(),
         "{} mismatches:\n{}",

@@ -255,35 +255,22 @@ mod tests {
         assert!(back.advantages.is_none());
 
         let bad = dir.path().join("bad.safetensors");
-        save_tensors(&bad, &[("logp", &x), ("old_logp", &x), ("mask", &x)]).unwrap();
-        let e = DumpedBatch::load(&bad).unwrap_err().to_string();
+        let load_err = |tensors: &[(&str, &Tensor)]| {
+            save_tensors(&bad, tensors).unwrap();
+            DumpedBatch::load(&bad).unwrap_err().to_string()
+        };
+        let base = [
+            ("logp", &x),
+            ("old_logp", &x),
+            ("rollout_logp", &x),
+            ("mask", &x),
+        ];
+        let e = load_err(&[base[0], base[1], base[3]]);
         assert!(e.contains("`rollout_logp`"), "{e}");
-        save_tensors(
-            &bad,
-            &[
-                ("logp", &x),
-                ("old_logp", &x),
-                ("rollout_logp", &x),
-                ("mask", &x),
-                ("vals", &x),
-            ],
-        )
-        .unwrap();
-        let e = DumpedBatch::load(&bad).unwrap_err().to_string();
+        let e = load_err(&[&base[..], &[("vals", &x)]].concat());
         assert!(e.contains("unknown tensor `vals`"), "{e}");
         let short = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-        save_tensors(
-            &bad,
-            &[
-                ("logp", &x),
-                ("old_logp", &x),
-                ("rollout_logp", &x),
-                ("mask", &x),
-                ("rewards", &short),
-            ],
-        )
-        .unwrap();
-        let e = DumpedBatch::load(&bad).unwrap_err().to_string();
+        let e = load_err(&[&base[..], &[("rewards", &short)]].concat());
         assert!(e.contains("`rewards` must have shape [2]"), "{e}");
     }
 }

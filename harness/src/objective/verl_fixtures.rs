@@ -20,7 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// `|got − want| ≤ 1e-5 · max(1, |want|)`.
-pub(crate) fn close(got: f64, want: f64) -> bool {
+fn close(got: f64, want: f64) -> bool {
     (got - want).abs() <= 1e-5 * want.abs().max(1.0)
 }
 

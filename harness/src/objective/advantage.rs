@@ -1,26 +1,51 @@
 //! Group-relative advantages, as verl's `compute_grpo_outcome_advantage`: over the responses that
 //! share a group id (the responses to one prompt), `A_i = (R_i − mean_j R_j) / (std_j R_j + 1e-6)`
 //! with the unbiased std (`torch.std`), Dr.GRPO without the division. A group of one has no
-//! baseline: mean 0, std 1. Every token of response `i` gets `A_i`.
+//! baseline: mean 0, std 1. Every token of response `i` gets `A_i`. Two entry points: groups of
+//! consecutive rows (the trainer's, in the mask's float kind) and explicit group ids (any sizes).
 use tch::{Device, Kind, Tensor};
 
 /// Added to the group std (verl's `epsilon`).
 pub const STD_EPS: f64 = 1e-6;
 
-/// Group ids `[B]` for `b` rows in groups of `group_size` consecutive rows.
-pub fn consecutive_groups(b: i64, group_size: i64) -> Tensor {
+/// Rewards `[B]` in groups of `group_size` consecutive rows → advantages `[B, T]`, zero on
+/// padding, computed in the mask's kind (the trainer's path).
+pub fn group_advantages(
+    rewards: &Tensor,
+    mask: &Tensor,
+    group_size: i64,
+    norm_by_std: bool,
+) -> Tensor {
+    let b = rewards.numel() as i64;
     assert!(
         group_size > 0 && b % group_size == 0,
         "{b} rewards do not split into groups of {group_size}"
     );
-    let ids: Vec<i64> = (0..b).map(|i| i / group_size).collect();
-    Tensor::from_slice(&ids)
+    let r = rewards
+        .detach()
+        .to_kind(mask.kind())
+        .view([b / group_size, group_size]);
+    let a = if group_size == 1 {
+        if norm_by_std {
+            r / (1.0 + STD_EPS)
+        } else {
+            r
+        }
+    } else {
+        let centred = &r - r.mean_dim(1, true, r.kind());
+        if norm_by_std {
+            centred / (r.std_dim(1, true, true) + STD_EPS)
+        } else {
+            centred
+        }
+    };
+    a.view([b, 1]) * mask.detach()
 }
 
 /// Rewards `[B]` and group ids `[B]` (any integers, groups of any size and order) → advantages
 /// `[B, T]`, zero on padding, in the mask's kind and device. Statistics in f64 on the host (B
 /// numbers).
-pub fn group_advantages(
+pub fn group_advantages_by_id(
     rewards: &Tensor,
     group_ids: &Tensor,
     mask: &Tensor,
@@ -72,7 +97,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn consecutive(r: &Tensor, mask: &Tensor, g: i64, by_std: bool) -> Tensor {
-        group_advantages(r, &consecutive_groups(r.numel() as i64, g), mask, by_std)
+        group_advantages(r, mask, g, by_std)
     }
 
     #[test]
@@ -99,8 +124,23 @@ mod tests {
         let r = Tensor::from_slice(&[1.0f64, 5.0, 0.0, 3.0, 7.0]);
         let ids = Tensor::from_slice(&[7i64, 2, 7, 2, 9]);
         let mask = Tensor::ones([5, 1], (Kind::Double, Device::Cpu));
-        let a = to_vec(&group_advantages(&r, &ids, &mask, false));
+        let a = to_vec(&group_advantages_by_id(&r, &ids, &mask, false));
         assert_eq!(a, [0.5, 1.0, -0.5, -1.0, 7.0]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Ids of consecutive groups give the trainer's path's advantages.
+        #[test]
+        fn ids_agree_with_group_size(rs in proptest::collection::vec(-3.0f64..3.0, 8),
+                                     g in prop::sample::select(vec![1i64, 2, 4, 8]), by_std: bool) {
+            let r = Tensor::from_slice(&rs);
+            let mask = Tensor::ones([8, 2], (Kind::Double, Device::Cpu));
+            let ids: Vec<i64> = (0..8).map(|i| i / g).collect();
+            let a = group_advantages_by_id(&r, &Tensor::from_slice(&ids), &mask, by_std);
+            prop_assert!(max_abs_diff(&a, &consecutive(&r, &mask, g, by_std)) < 1e-12);
+        }
     }
 
     #[test]

@@ -185,9 +185,9 @@ pub fn trust_region_violations(
 /// DPPO loss. Metrics (sums over the response tokens / the totals' tokens, except the max):
 /// `actor/pg_loss`, `actor/ppo_kl` (mean of `log μ − log π_θ`), `actor/pg_clipfrac` and
 /// `dppo/mask_frac` (share of tokens masked), `actor/pg_clipfrac_lower` (share kept with `r̃ > C`),
-/// `dppo/div_mean`, `dppo/div_max`. The loss value is the documented surrogate (it contains
-/// log π_θ, so it is not the policy's performance); its gradient is the masked truncated-IS
-/// policy gradient.
+/// `dppo/div_mean`, `dppo/div_max` (absent when the batch has no token). The loss value is the
+/// documented surrogate (it contains log π_θ, so it is not the policy's performance); its
+/// gradient is the masked truncated-IS policy gradient.
 pub fn dppo_loss(batch: &PolicyBatch, cfg: &DppoConfig) -> (Tensor, Metrics) {
     let mask = batch.mask;
     let totals = batch.totals(mask);
@@ -222,8 +222,15 @@ pub fn dppo_loss(batch: &PolicyBatch, cfg: &DppoConfig) -> (Tensor, Metrics) {
         mean(&(log_rt.exp().gt(cfg.is_cap).to_kind(Kind::Double) * &keep)),
     );
     m.insert("dppo/div_mean".into(), mean(&div));
-    m.insert("dppo/div_max".into(), masked_max(&div, mask));
+    // Absent without tokens (not 0): a micro-batch's max merges by max.
+    if has_tokens(mask) {
+        m.insert("dppo/div_max".into(), masked_max(&div, mask));
+    }
     (loss, m)
+}
+
+fn has_tokens(mask: &Tensor) -> bool {
+    mask.detach().gt(0.0).any().int64_value(&[]) != 0
 }
 
 pub struct Dppo {

@@ -212,12 +212,19 @@ pub struct Advantages {
 impl Advantages {
     /// Group-normalised (GRPO) or, without the std division, Dr.GRPO advantages; no value targets.
     pub fn grouped(input: &AdvantageInput, norm_by_std: bool) -> Self {
-        let ids = match input.group_ids {
-            Some(ids) => ids.shallow_clone(),
-            None => advantage::consecutive_groups(input.rewards.numel() as i64, input.group_size),
+        let advantages = match input.group_ids {
+            Some(ids) => {
+                advantage::group_advantages_by_id(input.rewards, ids, input.mask, norm_by_std)
+            }
+            None => advantage::group_advantages(
+                input.rewards,
+                input.mask,
+                input.group_size,
+                norm_by_std,
+            ),
         };
         Advantages {
-            advantages: advantage::group_advantages(input.rewards, &ids, input.mask, norm_by_std),
+            advantages,
             returns: None,
             metrics: Metrics::new(),
         }

@@ -85,6 +85,21 @@ impl Compared {
     }
 }
 
+/// `g` when the ids are consecutive groups of `g` rows.
+fn regular_group_size(ids: &Tensor) -> Option<i64> {
+    let ids = Vec::<i64>::try_from(ids.reshape([-1])).unwrap();
+    let g = ids.iter().take_while(|&&i| i == ids[0]).count();
+    let regular = ids.len() % g == 0
+        && ids.chunks(g).all(|c| c.iter().all(|&i| i == c[0]))
+        && ids
+            .chunks(g)
+            .map(|c| c[0])
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == ids.len() / g;
+    regular.then_some(g as i64)
+}
+
 fn evaluate(case: &Value) -> Compared {
     let item = case["item"].as_str().unwrap().to_string();
     let cfg: AlgorithmConfig = serde_json::from_value(case["config"].clone())
@@ -100,7 +115,11 @@ fn evaluate(case: &Value) -> Compared {
             let mut input = AdvantageInput::new(rewards, &b.mask, 1);
             input = match (algo.needs_value_model(), &b.old_values, &b.group_ids) {
                 (true, Some(v), _) => input.with_values(v),
-                (false, _, Some(ids)) => input.with_group_ids(ids),
+                // Consecutive groups of one size take the trainer's path, others the ids'.
+                (false, _, Some(ids)) => match regular_group_size(ids) {
+                    Some(g) => AdvantageInput::new(rewards, &b.mask, g),
+                    None => input.with_group_ids(ids),
+                },
                 _ => panic!("{}: the batch lacks what the advantages need", out.item),
             };
             if let Some(r) = &b.ref_logp {

@@ -11,6 +11,7 @@ mod gate;
 mod init;
 mod inspect;
 mod logprobs;
+mod objective;
 mod plan;
 mod report;
 mod run;
@@ -39,6 +40,7 @@ enum Cmd {
     Inspect(inspect::Args),
     Init(init::Args),
     Logprobs(logprobs::Args),
+    Objective(objective::Args),
     Validate(validate::Args),
     Plan(plan::Args),
     Run(run::Args),
@@ -132,6 +134,7 @@ pub fn main() -> ExitCode {
         Cmd::Export(a) => export::run(a),
         Cmd::Init(a) => init::run(a),
         Cmd::Logprobs(a) => logprobs::run(a),
+        Cmd::Objective(a) => objective::run(a),
         Cmd::Validate(a) => validate::run(a),
         Cmd::Plan(a) => plan::run(a),
         Cmd::Run(a) => run::run(a),

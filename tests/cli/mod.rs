@@ -10,6 +10,7 @@ mod hub;
 mod logprobs_lines;
 mod lora_targets;
 mod model;
+mod objective;
 mod output_dirs;
 mod report;
 mod report_files;

@@ -2,10 +2,10 @@
 //! at once, each naming the full key path of the value to change. Run once, by
 //! [`RawRunConfig::check`](super::RawRunConfig::check) / [`check_document`](super::check_document);
 //! a [`RunConfig`](super::RunConfig) exists only when they found nothing.
-use super::{ConfigError, KeyPath, RawRunConfig};
+use super::{ConfigError, KeyPath, RawRunConfig, Seg};
 use crate::model::lora::{LORA_TARGETS, MLP_TARGETS};
 use crate::model::Qwen3Config;
-use crate::objective::{build_algorithm, AlgorithmConfig};
+use crate::objective::{build_algorithm, AlgorithmConfig, KeySeg};
 
 /// Synthetic task names (CPU-learnable) and the math task.
 pub const TASKS: &[&str] = &["addition", "reversal", "sorting", "counting", "math"];
@@ -236,19 +236,18 @@ fn algorithm(e: &mut Errs, cfg: &RawRunConfig) {
         });
         return;
     };
-    let own = algorithm_problems(a);
-    let ok = own.is_empty();
-    for (key, msg) in own {
+    let problems = a.check();
+    for p in &problems {
         let mut path = KeyPath::dotted("algorithm");
-        path.0.extend(KeyPath::dotted(&key).0);
-        e.0.push(ConfigError::new(path, msg));
+        path.0.extend(p.path.iter().map(|s| match s {
+            KeySeg::Key(k) => Seg::Key(k.clone()),
+            KeySeg::Index(i) => Seg::Idx(*i),
+        }));
+        e.0.push(ConfigError::new(path, p.message.clone()));
     }
-    if !ok {
-        return;
-    }
-    if let Ok(alg) = build_algorithm(a) {
+    if problems.is_empty() && build_algorithm(a).needs_rollout_topk() {
         e.check(
-            !alg.needs_rollout_topk() || cfg.rollout.engine.topk_logprobs > 0,
+            cfg.rollout.engine.topk_logprobs > 0,
             "algorithm.divergence",
             || {
                 "a top-K divergence needs the engine's top-K log-probs: set \
@@ -256,26 +255,6 @@ fn algorithm(e: &mut Errs, cfg: &RawRunConfig) {
                     .into()
             },
         );
-    }
-}
-
-/// The algorithm's own value checks as (key path relative to `algorithm`, message).
-///
-/// The one place that turns `AlgorithmConfig::validate`'s message into a key path (the key is the
-/// first backticked word); switch to `AlgorithmConfig::check()`, which returns the paths, when it
-/// lands.
-fn algorithm_problems(a: &AlgorithmConfig) -> Vec<(String, String)> {
-    match a.validate() {
-        Ok(()) => vec![],
-        Err(msg) => {
-            let key = msg
-                .split('`')
-                .nth(1)
-                .filter(|k| !k.contains(' ') && !k.is_empty())
-                .unwrap_or_default()
-                .to_string();
-            vec![(key, msg)]
-        }
     }
 }
 

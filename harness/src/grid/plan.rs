@@ -152,7 +152,7 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         Some(l) => lora_params(&m, l.rank as u64, &l.targets),
         None => total,
     };
-    let alg = build_algorithm(&cfg.algorithm)?;
+    let alg = build_algorithm(&cfg.algorithm);
     let value_model = alg.needs_value_model();
     let ref_model = alg.needs_ref_policy();
     let h = m.hidden_size as u64;

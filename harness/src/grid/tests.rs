@@ -401,7 +401,7 @@ fn overrides_change_base_and_name_their_key_path() {
     assert!(e.contains("case `a` sets `algorithm.name`"), "{e}");
     let g = with_set(&case, &["algorithm.clip_ratio_high=0.3"]).unwrap();
     match &g.runs[0].config.algorithm {
-        crate::objective::AlgorithmConfig::Dcmdp(c) => assert_eq!(c.clip_ratio_high, 0.3),
+        crate::objective::AlgorithmConfig::Dcmdp(c) => assert_eq!(c.policy.clip_ratio_high, 0.3),
         other => panic!("{other:?}"),
     }
     let e = with_set(&text, &["model={lora: {rank: 2}}"])

@@ -56,7 +56,7 @@ impl<'a> Trainer<'a> {
                 sft::warm_start(&policy, task.as_ref(), s, seed)?;
             }
         }
-        let algo = build_algorithm(&cfg.algorithm)?;
+        let algo = build_algorithm(&cfg.algorithm);
         let kind = precision_kind(cfg.train.precision);
         let reference = algo
             .needs_ref_policy()

@@ -347,6 +347,10 @@ pub struct RolloutConfig {
     pub top_p: f64,
     /// 0 = off.
     pub top_k: usize,
+    /// Most sequences the engine decodes at once: the step's rows are generated in waves of at
+    /// most this many, and the KV cache is sized for one wave. Unset: every row at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_num_seqs: Option<usize>,
     pub engine: EngineConfig,
 }
 
@@ -359,6 +363,7 @@ impl Default for RolloutConfig {
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,
+            max_num_seqs: None,
             engine: EngineConfig::default(),
         }
     }
@@ -471,6 +476,11 @@ pub struct TrainConfig {
     pub min_entropy: f64,
     /// Fault injection for testing the divergence guard: make the loss NaN at this step.
     pub fault_nan_at_step: Option<usize>,
+    /// Token budget of one forward/backward pass (rows × padded length): a mini-batch larger
+    /// than this runs as several passes whose gradients accumulate before its one AdamW step.
+    /// Unset: one pass per mini-batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch_tokens: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -484,6 +494,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1e4,
             min_entropy: 0.0,
             fault_nan_at_step: None,
+            micro_batch_tokens: None,
         }
     }
 }

@@ -163,6 +163,9 @@ fn task(e: &mut Errs, cfg: &RawRunConfig) {
 fn rollout(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
     let r = &cfg.rollout;
     e.at_least("rollout.prompts_per_step", r.prompts_per_step, 1);
+    if let Some(n) = r.max_num_seqs {
+        e.at_least("rollout.max_num_seqs", n, 1);
+    }
     // Every algorithm but PPO normalises advantages within a prompt's group of responses.
     match &cfg.algorithm {
         Some(a) if !matches!(a, AlgorithmConfig::Ppo(_)) => {
@@ -302,6 +305,9 @@ fn train(e: &mut Errs, cfg: &RawRunConfig) {
     e.positive("train.max_grad_norm", tr.max_grad_norm);
     e.non_negative("train.min_entropy", tr.min_entropy);
     e.at_least("checkpoint.keep", cfg.checkpoint.keep, 1);
+    if let Some(t) = tr.micro_batch_tokens {
+        e.at_least("train.micro_batch_tokens", t, 1);
+    }
 }
 
 fn eval(e: &mut Errs, cfg: &RawRunConfig) {

@@ -1,5 +1,6 @@
 //! Tests of the `harness` binary.
 mod gpu_bench;
 mod grid;
+mod math;
 mod model;
 mod report;

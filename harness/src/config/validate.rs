@@ -304,11 +304,10 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
     e.positive("train.max_grad_norm", tr.max_grad_norm);
     e.non_negative("train.min_entropy", tr.min_entropy);
 
-    // eval
-    let ev = &cfg.eval;
-    e.at_least("eval.prompts", ev.prompts, 1);
-    e.at_least("eval.k", ev.k, 1);
-    e.non_negative("eval.temperature", ev.temperature);
+    // eval protocol and the task's own keys (checked where they are defined)
+    for (path, msg) in crate::task::eval::check_config(cfg) {
+        e.check(false, &path, || msg);
+    }
 
     e.0
 }

@@ -213,7 +213,12 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         None => 1,
         Some(q) => q + 1 + usize::from(!steps.is_multiple_of(cfg.eval.every)),
     };
-    let eval_tokens = (evals * cfg.eval.prompts * cfg.eval.k) as u64 * s;
+    let eval_len = prompt_len + crate::task::eval::max_new_tokens(cfg) as u64;
+    let eval_seqs: usize = crate::task::eval::eval_workload(cfg)
+        .iter()
+        .map(|(_, n, k)| n * k)
+        .sum();
+    let eval_tokens = (evals * eval_seqs) as u64 * eval_len;
     let flops_eval = 2.0 * n * eval_tokens as f64;
     Ok(RunPlan {
         id: run.id.clone(),

@@ -294,38 +294,49 @@ impl<'a> Trainer<'a> {
 
     // ---- evaluation ----
 
-    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed).
+    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed), with
+    /// the evaluation protocol's k per set and sampling (`crate::task::eval`).
     fn evaluate(&self, step: usize) -> Metrics {
+        use crate::task::eval;
         tch::manual_seed(step_seed(self.seed, step, 2));
         let e = &self.cfg.eval;
+        let sampling = SamplingParams {
+            max_new_tokens: eval::max_new_tokens(self.cfg),
+            temperature: e.temperature,
+            top_p: e.top_p,
+            top_k: e.top_k,
+            topk_logprobs: 0,
+            ..self.sampling(e.temperature)
+        };
         let mut out = Metrics::new();
         for (name, problems) in self.task.eval_sets(e.prompts) {
             if problems.is_empty() {
                 continue;
             }
+            let k = eval::k_for(e, &name);
             let prompts: Vec<Vec<i64>> = problems
                 .iter()
-                .flat_map(|p| std::iter::repeat_n(p.prompt_ids.clone(), e.k))
+                .flat_map(|p| std::iter::repeat_n(p.prompt_ids.clone(), k))
                 .collect();
-            let ro = self
-                .engine
-                .generate(&prompts, &self.sampling(e.temperature));
-            let resp = to_rows(&ro.response_ids);
+            let resp: Vec<Vec<i64>> = prompts
+                .chunks(eval::batch_size(self.cfg))
+                .flat_map(|chunk| to_rows(&self.engine.generate(chunk, &sampling).response_ids))
+                .collect();
             let correct: Vec<Vec<bool>> = problems
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    (0..e.k)
+                    (0..k)
                         .map(|j| {
-                            let r = &resp[i * e.k + j];
+                            let r = &resp[i * k + j];
                             self.task.reward(p, &self.task.decode(r)) > 0.5
                         })
                         .collect()
                 })
                 .collect();
             let (avg, pass) = avg_and_pass_at_k(&correct);
-            out.insert(format!("eval/{name}/avg@{}", e.k), avg);
-            out.insert(format!("eval/{name}/pass@{}", e.k), pass);
+            out.insert(format!("eval/{name}/avg@{k}"), avg);
+            out.insert(format!("eval/{name}/pass@{k}"), pass);
         }
         out
     }

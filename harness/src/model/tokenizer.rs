@@ -92,23 +92,21 @@ impl Tokenizer {
         }
     }
 
+    /// Decode, dropping special tokens.
     pub fn decode(&self, ids: &[i64]) -> Result<String> {
-        match self {
-            Tokenizer::Hf(t) => {
-                let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-                t.decode(&ids, true)
-                    .map_err(|e| Error::Tokenizer(e.to_string()))
-            }
-            Tokenizer::Char(c) => Ok(c.decode(ids)),
-        }
+        self.decode_with(ids, true)
     }
 
     /// Decode keeping special tokens (`<|im_start|>`, …): the exact text of a prompt.
     pub fn decode_all(&self, ids: &[i64]) -> Result<String> {
+        self.decode_with(ids, false)
+    }
+
+    fn decode_with(&self, ids: &[i64], skip_special: bool) -> Result<String> {
         match self {
             Tokenizer::Hf(t) => {
                 let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-                t.decode(&ids, false)
+                t.decode(&ids, skip_special)
                     .map_err(|e| Error::Tokenizer(e.to_string()))
             }
             Tokenizer::Char(c) => Ok(c.decode(ids)),

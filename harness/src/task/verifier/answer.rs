@@ -38,9 +38,37 @@ const TOL: f64 = 1e-8;
 /// Random points at which expressions with variables are compared.
 const POINTS: usize = 8;
 
+/// Longest answer parsed as mathematics, and the deepest bracket nesting: anything beyond
+/// compares as text (model output can be arbitrarily long or deep; grading must stay fast and
+/// never overflow the stack).
+const MAX_LEN: usize = 2000;
+const MAX_DEPTH: usize = 32;
+
 /// Parse a (raw) answer string.
 pub fn parse_answer(raw: &str) -> Answer {
-    structure(&clean(raw))
+    if raw.len() > MAX_LEN {
+        return Answer::Text(canonical_text(raw));
+    }
+    let s = clean(raw);
+    if nesting(&s) > MAX_DEPTH {
+        return Answer::Text(canonical_text(&s));
+    }
+    structure(&s)
+}
+
+fn nesting(s: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn structure(s: &str) -> Answer {
@@ -110,8 +138,9 @@ fn relation(s: &str) -> Option<Answer> {
     if parts.len() != 2 {
         return None;
     }
-    let op_at = parts[0].len();
-    let rest = &s[op_at..];
+    // parts are slices of `s`: the operator follows the first one
+    let op_at = parts[0].as_ptr() as usize - s.as_ptr() as usize + parts[0].len();
+    let rest = s.get(op_at..)?;
     let &(op, strict, swapped) = OPS.iter().find(|(op, _, _)| rest.starts_with(op))?;
     let (l, r) = (
         parse(parts[0].trim())?,
@@ -366,9 +395,19 @@ pub fn equivalent(a: &Answer, b: &Answer) -> bool {
     }
 }
 
+/// Elements beyond which sets are matched greedily (backtracking is factorial in the worst case).
+const MAX_BACKTRACK: usize = 10;
+
 fn same_multiset(x: &[Answer], y: &[Answer]) -> bool {
     if x.len() != y.len() {
         return false;
+    }
+    if x.len() > MAX_BACKTRACK {
+        let mut used = vec![false; y.len()];
+        return x.iter().all(|a| {
+            let j = (0..y.len()).find(|&j| !used[j] && equivalent(a, &y[j]));
+            j.map(|j| used[j] = true).is_some()
+        });
     }
     fn assign(x: &[Answer], y: &[Answer], used: &mut Vec<bool>) -> bool {
         let Some((first, rest)) = x.split_first() else {
@@ -452,6 +491,18 @@ mod tests {
     }
 
     #[test]
+    fn pathological_answers_stay_cheap() {
+        let deep = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(matches!(parse_answer(&deep), Answer::Text(_)));
+        let long = "1+".repeat(3000) + "1";
+        assert!(matches!(parse_answer(&long), Answer::Text(_)));
+        assert!(!same("\\binom{10}{1000000000000}", "0"));
+        let ones = vec!["1"; 40].join(",");
+        assert!(!same(&ones, &(ones.clone() + ",1")));
+        assert!(!same("\u{130}x < \u{e9}", "x"));
+    }
+
+    #[test]
     fn equivalent_forms() {
         let yes = [
             ("x+1", "1+x"),
@@ -477,6 +528,7 @@ mod tests {
             ("x > 3", "3 < x"),
             ("x \\le 2", "x \\leq 2"),
             ("No", "no"),
+            ("1,1,1,1,1,1,1,1,1,1,1,1,2", "2,1,1,1,1,1,1,1,1,1,1,1,1"),
         ];
         for (a, b) in yes {
             assert!(same(a, b), "{a} ≡ {b}");

@@ -196,9 +196,7 @@ fn degrees_in_trig(s: &str) -> String {
     let mut out = s.to_string();
     for mark in ["^{\\circ}", "^\\circ", "\u{00b0}"] {
         while let Some(i) = out.find(mark) {
-            let start = out[..i]
-                .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .map_or(0, |j| j + 1);
+            let start = number_start(&out, i);
             if start == i {
                 break;
             }
@@ -207,6 +205,15 @@ fn degrees_in_trig(s: &str) -> String {
         }
     }
     out
+}
+
+/// Where the run of digits and `.` that ends at byte `end` starts.
+fn number_start(s: &str, end: usize) -> usize {
+    s[..end]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(0, |(j, c)| j + c.len_utf8())
 }
 
 /// `0.\overline{6}` → `\frac{6}{9}`; `1.2\overline{3}` → `\frac{111}{90}` (= 37/30).
@@ -218,9 +225,7 @@ fn repeating_decimals(s: &str) -> String {
             break;
         };
         let rep = &out[body_start..close];
-        let head_start = out[..i]
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |j| j + 1);
+        let head_start = number_start(&out, i);
         let head = &out[head_start..i];
         let Some((int, frac)) = head.split_once('.') else {
             break;
@@ -321,7 +326,8 @@ fn is_unit(word: &str) -> bool {
 /// Drop a unit after a number: `5 cm`, `12 square units`, `30 degrees`. Single-letter units
 /// are only dropped when glued to a number with a space (`5 m`), never inside an expression.
 fn strip_units(s: &str) -> String {
-    let lower = s.to_lowercase();
+    // ASCII lowercase keeps byte offsets, so `end` below indexes `s` too.
+    let lower = s.to_ascii_lowercase();
     let mut best: Option<usize> = None;
     for u in UNITS {
         if let Some(prefix) = lower.strip_suffix(u) {
@@ -432,6 +438,8 @@ mod tests {
             ("x \\in [1, 2]", "x \\in [1, 2]"),
             ("2m", "2m"),
             ("5 m", "5"),
+            ("\u{130}5 m", "\u{130}5"),
+            ("\u{e9}30^\\circ \\sin", "\u{e9}(30\\pi/180) \\sin"),
             ("\\sin 60^\\circ", "\\sin (60\\pi/180)"),
             ("0.\\overline{6}", "\\frac{6}{9}"),
             ("1.2\\overline{3}", "\\frac{111}{90}"),

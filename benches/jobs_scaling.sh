@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Wall time of one grid with `--jobs 1` vs `--jobs N` (default: the core count), interleaved,
 # several runs each, fresh output folders every time. Target on 2 cores: --jobs 2 ≥ 1.7× --jobs 1.
-# Usage: bash benches/jobs_scaling.sh [grid=experiments/smoke.yaml] [runs=2] [jobs=$(nproc)]
+# Usage: bash benches/jobs_scaling.sh [grid=experiments/smoke.yaml] [runs=2] [jobs=cores]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-GRID=${1:-experiments/smoke.yaml}; RUNS=${2:-2}; JOBS=${3:-$(nproc)}
+GRID=${1:-experiments/smoke.yaml}; RUNS=${2:-2}; JOBS=${3:-$(harness_cores)}
 cargo test --workspace --locked --no-run >&2
 BIN="$CARGO_TARGET_DIR/debug/harness"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -1,33 +1,43 @@
-# Sourced by scripts/main.sh and scripts/test.sh: makes sure LibTorch (from PyPI's torch wheel) is
-# installed in a virtualenv outside the checkout, then points cargo/tch at it. Idempotent: a second
-# run finds everything in place and installs nothing.
-set -euo pipefail
+# Sourced by scripts/main.sh and scripts/test.sh, and by users (`. scripts/env.sh`) before running
+# cargo by hand: makes sure LibTorch (from PyPI's torch wheel) is installed in a virtualenv outside
+# the checkout, then points cargo/tch at it. Idempotent: a second run finds everything in place and
+# installs nothing. It sets no shell options (`set -e` and friends stay with the scripts that
+# source it: an interactive shell keeps its own), and fails with `return`, never `exit`.
 
 TORCH_VERSION="2.11.0"
 HARNESS_CACHE="${HARNESS_CACHE:-$HOME/.cache/harness}"
 VENV="${HARNESS_VENV:-$HARNESS_CACHE/venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HARNESS_CACHE/target}"
 
-have_torch() {
+_harness_have_torch() {
     [ -x "$VENV/bin/python" ] &&
         "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null
 }
 
-if ! have_torch; then
-    echo "[setup] installing torch==$TORCH_VERSION (LibTorch) into $VENV" >&2
-    mkdir -p "$HARNESS_CACHE"
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
-    have_torch || { echo "[setup] torch install failed" >&2; exit 1; }
-fi
+# CPU cores this shell may use. GNU `nproc` honours OMP_NUM_THREADS (set to 1 below), so it is
+# asked without it.
+harness_cores() {
+    env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN
+}
 
-if ! command -v cargo >/dev/null 2>&1; then
-    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null 2>&1 || { echo "[setup] cargo not found: install Rust (rustup)" >&2; exit 1; }
+_harness_setup() {
+    if ! _harness_have_torch; then
+        echo "[setup] installing torch==$TORCH_VERSION (LibTorch) into $VENV" >&2
+        mkdir -p "$HARNESS_CACHE" || return 1
+        [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || return 1
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+        _harness_have_torch || { echo "[setup] torch install failed" >&2; return 1; }
+    fi
+    if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+        . "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null 2>&1 || { echo "[setup] cargo not found: install Rust (rustup)" >&2; return 1; }
 
-export PATH="$VENV/bin:$PATH"
-export LIBTORCH_USE_PYTORCH=1
-export PYTHON_SYS_EXECUTABLE="$VENV/bin/python"
-# libtorch's bundled OpenMP otherwise spins all cores; the harness sets intra-op threads itself.
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    export PATH="$VENV/bin:$PATH"
+    export LIBTORCH_USE_PYTORCH=1
+    export PYTHON_SYS_EXECUTABLE="$VENV/bin/python"
+    # libtorch's bundled OpenMP otherwise spins all cores; the harness sets intra-op threads itself.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+}
+
+_harness_setup || return 1 2>/dev/null || exit 1

@@ -13,7 +13,9 @@ BIN="$CARGO_TARGET_DIR/debug/harness"
 GRID=experiments/quickstart.yaml
 "$BIN" validate "$GRID"
 "$BIN" plan "$GRID"
-JOBS=$(( $(nproc) >= 2 ? 2 : 1 ))
+# Two jobs when there are two cores (`harness_cores` from env.sh: plain `nproc` would honour the
+# OMP_NUM_THREADS=1 that env.sh exports and always say 1).
+JOBS=$(( $(harness_cores) >= 2 ? 2 : 1 ))
 "$BIN" run "$GRID" --out out --jobs "$JOBS" --resume
 "$BIN" report out/quickstart
 echo "tables: out/quickstart/tables/{steps.parquet,summary.parquet,summary.csv}"

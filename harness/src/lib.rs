@@ -9,12 +9,16 @@ pub mod model;
 pub mod objective;
 pub mod report;
 pub mod rollout;
+pub mod rundir;
 pub mod runtime;
 pub mod table;
 pub mod task;
 pub mod train;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod tests_imports;
 
 /// libtorch's RNG and thread count are process-global: tests that seed it (or compare seeded
 /// results) hold this lock so parallel tests do not interleave their draws.

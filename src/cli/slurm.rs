@@ -1,19 +1,24 @@
 //! `harness slurm <grid>`: an sbatch job-array script, one array task per run.
-use super::validate::load;
+use super::validate::{load, SetArgs};
 use super::CliResult;
 use anyhow::Context;
-use harness::grid::fsutil::atomic_write;
-use harness::grid::runner::prepare;
+use harness::grid::runner::{prepare, PrepareMode};
+use harness::grid::schedule::select;
 use harness::grid::slurm::{script, SlurmOptions};
+use harness::rundir::atomic_write;
 use std::path::PathBuf;
 
-/// Prepare `DIR/<grid>` and write `DIR/<grid>/slurm.sh`, a job array whose task i runs
-/// `harness run <grid> --only <run i> --resume`. Submit it with `sbatch`; rebuild the tables with
-/// `harness table DIR/<grid>` when it is done.
+/// Prepare `DIR/<grid>` (the saved copy of the grid, as `harness run` does) and write
+/// `DIR/<grid>/slurm.sh`, a job array whose task i runs `harness run DIR/<grid> --only <run i>`
+/// from the current directory (`#SBATCH --chdir`), so relative model and data paths resolve as
+/// here and later edits of the grid file do not reach queued tasks. Submit it with `sbatch`;
+/// rebuild the tables with `harness table DIR/<grid>` when it is done.
 #[derive(clap::Args)]
 pub struct Args {
     /// Grid file (`experiments/*.yaml`).
     grid: PathBuf,
+    #[command(flatten)]
+    set: SetArgs,
     /// Output directory (on storage the cluster's nodes share).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -39,9 +44,13 @@ pub struct Args {
     /// Extra sbatch option, verbatim (repeatable): `--sbatch=--qos=high`.
     #[arg(long = "sbatch", allow_hyphen_values = true)]
     extra: Vec<String>,
-    /// Only these run ids (comma-separated or repeated).
+    /// Only these runs: run ids, run labels or grid point labels (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// When the grid file changed since DIR/<grid> was started: add its new runs to the saved
+    /// grid instead of refusing.
+    #[arg(long)]
+    extend: bool,
     /// The harness binary as the nodes see it (default: this one).
     #[arg(long)]
     harness: Option<PathBuf>,
@@ -51,26 +60,33 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let grid = load(&a.grid)?;
-    for id in &a.only {
-        if grid.run(id).is_none() {
-            return Err(super::Failure::bad_input(anyhow::anyhow!(
-                "grid `{}` has no run `{id}`",
-                grid.name
-            )));
-        }
+    let grid = load(&a.grid, &a.set)?;
+    if !a.extend {
+        select(&harness::grid::manifest::manifest(&grid), &a.only)?;
     }
     let out = std::path::absolute(&a.out).context("output directory")?;
-    let grid_file = std::path::absolute(&a.grid).context("grid file")?;
+    let workdir = std::env::current_dir().context("the current directory")?;
     let exe = match a.harness {
         Some(p) => p,
         None => std::env::current_exe().context("locating the harness binary")?,
     };
-    let gdir = prepare(&grid, &out)?;
+    let mode = PrepareMode {
+        resume: true,
+        extend: a.extend,
+    };
+    let (gdir, m) = prepare(&grid, &out, mode)?;
+    let only: Vec<String> = if a.only.is_empty() {
+        Vec::new()
+    } else {
+        select(&m, &a.only)?
+            .into_iter()
+            .map(|i| m.runs[i].id.clone())
+            .collect()
+    };
     std::fs::create_dir_all(gdir.join("slurm")).context("creating the slurm log directory")?;
     let opts = SlurmOptions {
-        grid_file,
-        out,
+        grid_dir: gdir.clone(),
+        workdir,
         exe,
         partition: a.partition,
         account: a.account,
@@ -80,14 +96,14 @@ pub fn run(a: Args) -> CliResult {
         time: a.time,
         max_parallel: a.max_parallel,
         extra: a.extra,
-        only: a.only,
+        only,
     };
     let n = if opts.only.is_empty() {
-        grid.runs.len()
+        m.runs.len()
     } else {
         opts.only.len()
     };
-    let text = script(&grid, &opts);
+    let text = script(&m, &opts);
     let path = a.script.unwrap_or_else(|| gdir.join("slurm.sh"));
     atomic_write(&path, text.as_bytes())?;
     #[cfg(unix)]

@@ -11,12 +11,17 @@ pub struct Args {
     /// A grid's output directory (`DIR/<grid>`, holding `grid.yaml` and `runs/`).
     dir: PathBuf,
     /// Window of the smoothed last-k training statistics.
-    #[arg(long, default_value_t = 5)]
-    last_k: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    last_k: u64,
 }
 
 pub fn run(a: Args) -> CliResult {
-    let r = build_tables(&a.dir, &TableOptions { last_k: a.last_k })?;
+    let r = build_tables(
+        &a.dir,
+        &TableOptions {
+            last_k: a.last_k as usize,
+        },
+    )?;
     println!(
         "wrote {}/{{steps.parquet, summary.parquet, summary.csv}}: {} run(s), {} grid point(s), \
          {} step row(s), {} metric(s)",

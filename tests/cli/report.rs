@@ -2,11 +2,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn harness() -> Command {
+pub(super) fn harness() -> Command {
     Command::new(env!("CARGO_BIN_EXE_harness"))
 }
 
-fn text(o: &Output) -> String {
+pub(super) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -31,7 +31,7 @@ cases:
 ";
 
 /// Run ids and labels from `harness plan --json`.
-fn runs(grid: &Path) -> Vec<(String, String)> {
+pub(super) fn runs(grid: &Path) -> Vec<(String, String)> {
     let out = harness()
         .arg("plan")
         .arg(grid)
@@ -53,12 +53,24 @@ fn runs(grid: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Prepare the grid's output (via `harness slurm`) and fake what training writes: reward
-/// `scale · (0.3 + 0.05·step)` (+ a little per seed), a discrepancy, entropy and λ for DCMDP.
+/// The `gated` grid (GRPO vs DC-GRPO × 3 seeds) with faked outputs (see [`fake_outputs`]).
 fn fake_grid(dir: &Path, scale: f64, diverge: Option<usize>) -> PathBuf {
+    fake_outputs(dir, "gated", GRID, scale, diverge)
+}
+
+/// Write grid `name` (`yaml`) into `dir`, prepare its output (via `harness slurm`) and fake what
+/// training writes: reward `scale · (0.3 + 0.05·step)` (+ a little per seed), a discrepancy,
+/// entropy and λ for DCMDP; run number `diverge` diverged. Returns `dir/out/<name>`.
+pub(super) fn fake_outputs(
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    scale: f64,
+    diverge: Option<usize>,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let g = dir.join("gated.yaml");
-    std::fs::write(&g, GRID).unwrap();
+    let g = dir.join(format!("{name}.yaml"));
+    std::fs::write(&g, yaml).unwrap();
     let out_dir = dir.join("out");
     let out = harness()
         .arg("slurm")
@@ -68,11 +80,11 @@ fn fake_grid(dir: &Path, scale: f64, diverge: Option<usize>) -> PathBuf {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let gdir = out_dir.join("gated");
+    let gdir = out_dir.join(name);
     for (i, (id, label)) in runs(&g).iter().enumerate() {
         let rd = gdir.join("runs").join(id);
         let seed = (i % 3) as f64;
-        let dc = label.starts_with("dcmdp");
+        let dc = label.starts_with("dcmdp") || yaml.contains("name: dcmdp");
         let m: String = (1..=10)
             .map(|s| {
                 let mut l = format!(

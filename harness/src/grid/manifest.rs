@@ -1,82 +1,124 @@
-//! `DIR/<grid>/grid.yaml`: the resolved grid (every run's id, label, axis values, seed and full
-//! config). Tables and reports read runs from here, not from the grid file, which may have changed.
-use super::fsutil::atomic_write;
-use super::Grid;
-use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+//! A grid as the run directory stores it: [`Grid`] → [`Manifest`], [`Run`] → [`RunRecord`]; and
+//! what changed between a saved grid and the grid file now (for `run --resume`).
+use super::{Grid, Run};
+use crate::rundir::{Manifest, RunRecord};
+use std::fmt::Write;
 
-pub const MANIFEST_FILE: &str = "grid.yaml";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The grid file it was resolved from.
-    pub source: PathBuf,
-    /// Axis keys in declaration order (the tables' axis columns).
-    #[serde(default)]
-    pub axes: Vec<String>,
-    #[serde(default)]
-    pub cases: Vec<String>,
-    pub runs: Vec<ManifestRun>,
+/// The stored record of a run.
+pub fn record(run: &Run) -> RunRecord {
+    RunRecord {
+        id: run.id.clone(),
+        point: run.point.clone(),
+        label: run.label.clone(),
+        point_label: run.point_label.clone(),
+        case: run.case.clone(),
+        seed: run.seed,
+        axes: run.axes.clone(),
+        config: serde_yaml::to_value(&run.config).expect("config serialises"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ManifestRun {
-    pub id: String,
-    pub point: String,
-    pub label: String,
-    pub point_label: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub case: Option<String>,
-    pub seed: i64,
-    /// Axis key → value for this run, in declaration order.
-    #[serde(default)]
-    pub axes: serde_yaml::Mapping,
-    /// The resolved `RunConfig` (kept as YAML so old grids stay readable as the schema grows).
-    pub config: serde_yaml::Value,
+/// The manifest of a grid.
+pub fn manifest(grid: &Grid) -> Manifest {
+    Manifest {
+        name: grid.name.clone(),
+        description: grid.description.clone(),
+        source: grid.file.clone(),
+        axes: grid.axis_keys.clone(),
+        cases: grid.cases.clone(),
+        overrides: grid.overrides.iter().map(|o| o.to_string()).collect(),
+        runs: grid.runs.iter().map(record).collect(),
+    }
 }
 
-impl Manifest {
-    pub fn from_grid(grid: &Grid) -> Manifest {
-        Manifest {
-            name: grid.name.clone(),
-            description: grid.description.clone(),
-            source: grid.file.clone(),
-            axes: grid.axis_keys.clone(),
-            cases: grid.cases.clone(),
-            runs: grid
-                .runs
-                .iter()
-                .map(|r| ManifestRun {
-                    id: r.id.clone(),
-                    point: r.point.clone(),
-                    label: r.label.clone(),
-                    point_label: r.point_label.clone(),
-                    case: r.case.clone(),
-                    seed: r.seed,
-                    axes: r
-                        .axes
-                        .iter()
-                        .map(|(k, v)| (serde_yaml::Value::String(k.clone()), v.clone()))
-                        .collect(),
-                    config: serde_yaml::to_value(&r.config).expect("config serialises"),
-                })
-                .collect(),
+/// How the grid file's runs differ from a saved grid's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GridChange {
+    /// Runs of the grid file that the saved grid lacks.
+    pub added: Vec<RunRecord>,
+    /// Saved runs that the grid file no longer has.
+    pub removed: Vec<RunRecord>,
+    /// Runs with the same id whose label changed: `(saved, now)`.
+    pub renamed: Vec<(RunRecord, RunRecord)>,
+}
+
+impl GridChange {
+    pub fn between(saved: &Manifest, now: &Manifest) -> GridChange {
+        let mut c = GridChange::default();
+        for r in &now.runs {
+            match saved.run(&r.id) {
+                None => c.added.push(r.clone()),
+                Some(s) if s.label != r.label || s.point_label != r.point_label => {
+                    c.renamed.push((s.clone(), r.clone()))
+                }
+                Some(_) => {}
+            }
         }
+        c.removed = saved
+            .runs
+            .iter()
+            .filter(|s| now.run(&s.id).is_none())
+            .cloned()
+            .collect();
+        c
     }
 
-    pub fn read(grid_dir: &Path) -> Result<Manifest> {
-        let path = grid_dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        serde_yaml::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: not a resolved grid: {e}", path.display())))
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.renamed.is_empty()
     }
 
-    pub fn write(&self, grid_dir: &Path) -> Result<()> {
-        let text = serde_yaml::to_string(self).expect("manifest serialises");
-        atomic_write(&grid_dir.join(MANIFEST_FILE), text.as_bytes())
+    /// Added runs that reuse a saved run's label (a changed config under the same name): an
+    /// extended grid cannot hold both.
+    pub fn label_clashes(&self, saved: &Manifest) -> Vec<&RunRecord> {
+        self.added
+            .iter()
+            .filter(|a| saved.runs.iter().any(|s| s.label == a.label))
+            .collect()
     }
+
+    /// One line per changed run: `+ label (id)`, `- label (id)`, `~ old → new (id)`.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for r in &self.removed {
+            let _ = writeln!(s, "  - {} ({}): only in the saved grid", r.label, r.id);
+        }
+        for r in &self.added {
+            let _ = writeln!(s, "  + {} ({}): new in the grid file", r.label, r.id);
+        }
+        for (a, b) in &self.renamed {
+            let _ = writeln!(s, "  ~ {} → {} ({}): renamed", a.label, b.label, a.id);
+        }
+        s
+    }
+}
+
+/// The saved grid extended with the grid file's new runs: saved runs keep their records (their
+/// results stay in the tables), new ones are appended; axes and cases are the union; name,
+/// description and source are the file's.
+pub fn extend(saved: &Manifest, now: &Manifest) -> Manifest {
+    let mut m = now.clone();
+    m.runs = saved.runs.clone();
+    m.runs.extend(
+        now.runs
+            .iter()
+            .filter(|r| saved.run(&r.id).is_none())
+            .cloned(),
+    );
+    let union = |a: &[String], b: &[String]| {
+        let mut v = a.to_vec();
+        v.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+        v
+    };
+    m.axes = union(&saved.axes, &now.axes);
+    m.cases = union(&saved.cases, &now.cases);
+    m
+}
+
+/// A unified diff of two texts (the saved grid file and the grid file now).
+pub fn text_diff(saved: &str, now: &str, saved_name: &str, now_name: &str) -> String {
+    similar::TextDiff::from_lines(saved, now)
+        .unified_diff()
+        .context_radius(2)
+        .header(saved_name, now_name)
+        .to_string()
 }

@@ -1,103 +1,230 @@
-//! Running a grid: one OS process per run (libtorch's RNG and thread pool are process-global, and
-//! an abort kills its process), `jobs` at a time, each with `threads` intra-op threads.
+//! One run of a grid, in this process; and the preparation of a grid's output directory.
 //!
-//! The scheduler ([`run_grid`]) holds `DIR/<grid>/.lock`, writes the resolved grid, and spawns
-//! `harness run <grid> --only <id> --resume --out DIR --threads T` per run — the same entry a
-//! Slurm array task uses ([`run_one`]). A run directory is the unit of resume: `status.json`
-//! (written atomically) says pending / running / done / failed / diverged; done and diverged runs
-//! are never recomputed, the others continue from their last checkpoint. Children report progress
-//! by rewriting their `status.json`; their output goes to `runs/<id>/log.txt`.
-use super::fsutil::{atomic_write, PidLock};
-use super::manifest::{Manifest, MANIFEST_FILE};
-use super::status::{state_name, RunStatus};
-use super::{Grid, Run};
-use crate::train::{run_training, RunState, StepReport};
+//! [`prepare`] checks `DIR/<grid>` against the grid (a grid file that changed since the directory
+//! was started is refused, with the diff, unless it is extended) and writes the manifest, the
+//! grid file's text, every run's `config.yaml` and a `pending` status where there is none.
+//! [`run_one`] trains one run from its saved config: the entry of the scheduler's children
+//! (`harness run DIR/<grid> --only <id>`) and of Slurm array tasks. A run directory is the unit of
+//! resume: `status.json` (written atomically) says pending / running / interrupted / done /
+//! failed / diverged; done and diverged runs are never recomputed, the others continue from their
+//! last checkpoint.
+use super::manifest::{extend, manifest, text_diff, GridChange};
+use super::Grid;
+use crate::config::RunConfig;
+use crate::rundir::logs::convert_run;
+use crate::rundir::{
+    atomic_write, manifest as saved, run_dir, Manifest, PidLock, RunRecord, RunState, RunStatus,
+    CONFIG_FILE, LOCK_FILE,
+};
+use crate::train::{run_training, StepReport};
 use crate::{Error, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// The metric shown as "reward" on progress bars.
+/// The metric shown as "reward" on progress bars and lines.
 pub const REWARD_METRIC: &str = "critic/score/mean";
 
 /// How long a run waits for another process still holding its directory (a previous scheduler's
 /// child finishing its checkpoint after a crash) before giving up.
 const RUN_LOCK_WAIT: Duration = Duration::from_secs(60);
 
-pub fn run_dir(grid_dir: &Path, id: &str) -> PathBuf {
-    grid_dir.join("runs").join(id)
+/// Number of CPU cores the process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
-/// Create `DIR/<grid>/` with the resolved `grid.yaml`, and for every run `runs/<id>/config.yaml`
-/// and a `pending` status where there is none yet. Returns the grid directory.
-pub fn prepare(grid: &Grid, out: &Path) -> Result<PathBuf> {
+/// How [`prepare`] treats results already in `DIR/<grid>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrepareMode {
+    /// Results may exist (they are continued, not recomputed).
+    pub resume: bool,
+    /// A grid file that changed since the directory was started adds its new runs to the saved
+    /// grid instead of being refused.
+    pub extend: bool,
+}
+
+/// Check `DIR/<grid>` against `grid` and write the manifest (the grid's, or the saved one
+/// extended), the grid file's text, the runs' configs and `pending` statuses. Returns the grid
+/// directory and the manifest written.
+pub fn prepare(grid: &Grid, out: &Path, mode: PrepareMode) -> Result<(PathBuf, Manifest)> {
     let gdir = grid.out_dir(out);
-    Manifest::from_grid(grid).write(&gdir)?;
+    let now = manifest(grid);
+    let m = match Manifest::read(&gdir).ok() {
+        Some(old) => reconcile(&gdir, &old, now, grid, mode)?,
+        None => {
+            refuse_results(&gdir, &now, mode)?;
+            now
+        }
+    };
+    m.write(&gdir)?;
+    if let Ok(text) = std::fs::read_to_string(&grid.file) {
+        saved::write_source(&gdir, &text)?;
+    }
     for run in &grid.runs {
-        write_run_config(&gdir, run)?;
+        let rec = m
+            .run(&run.id)
+            .expect("every run of the grid is in its manifest");
+        write_run_config(&gdir, rec, &run.config)?;
         let dir = run_dir(&gdir, &run.id);
         if RunStatus::read(&dir).is_none() {
-            RunStatus::new(run, RunState::Pending).write(&dir)?;
+            RunStatus::new(rec, run.config.train.steps, RunState::Pending).write(&dir)?;
         }
     }
-    std::fs::create_dir_all(gdir.join("tables")).map_err(|e| Error::io(&gdir, e))?;
-    Ok(gdir)
+    Ok((gdir, m))
 }
 
-fn write_run_config(gdir: &Path, run: &Run) -> Result<()> {
-    let text = serde_yaml::to_string(&run.config).expect("config serialises");
-    let header = format!("# run {} — {} (seed {})\n", run.id, run.label, run.seed);
+/// Runs of `m` with a status other than `pending`.
+fn started(gdir: &Path, m: &Manifest) -> Vec<RunStatus> {
+    m.runs
+        .iter()
+        .filter_map(|r| RunStatus::read(&run_dir(gdir, &r.id)))
+        .filter(|s| s.state != RunState::Pending)
+        .collect()
+}
+
+fn refuse_results(gdir: &Path, m: &Manifest, mode: PrepareMode) -> Result<()> {
+    let st = started(gdir, m);
+    match st.first() {
+        Some(s) if !mode.resume => Err(Error::Input(format!(
+            "{} already holds results of this grid ({} run(s), e.g. {} is {}); pass --resume to \
+             continue it, or choose another --out",
+            gdir.display(),
+            st.len(),
+            s.label,
+            s.effective_state()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The manifest to write when `DIR/<grid>` already holds one.
+fn reconcile(
+    gdir: &Path,
+    old: &Manifest,
+    now: Manifest,
+    grid: &Grid,
+    mode: PrepareMode,
+) -> Result<Manifest> {
+    refuse_results(gdir, &now, mode)?;
+    let change = GridChange::between(old, &now);
+    if change.is_empty() || started(gdir, old).is_empty() {
+        // Same runs, or nothing started yet: the grid file's version replaces the saved one.
+        return Ok(now);
+    }
+    if change.added.is_empty() && change.renamed.is_empty() {
+        // The file's runs are a subset of the saved grid (e.g. one extended earlier): the saved
+        // runs and their results stay; the caller runs the file's runs.
+        return Ok(extend(old, &now));
+    }
+    let clashes = change.label_clashes(old);
+    if mode.extend && clashes.is_empty() && change.renamed.is_empty() {
+        return Ok(extend(old, &now));
+    }
+    let mut msg = format!(
+        "the grid file {} no longer matches the grid saved in {} (which holds results):\n{}",
+        grid.file.display(),
+        gdir.display(),
+        change.describe()
+    );
+    if let (Some(before), Ok(text)) = (
+        saved::read_source(gdir),
+        std::fs::read_to_string(&grid.file),
+    ) {
+        let diff = text_diff(
+            &before,
+            &text,
+            "saved grid",
+            &grid.file.display().to_string(),
+        );
+        if !diff.is_empty() {
+            msg.push_str(&format!("grid file changes:\n{diff}"));
+        }
+    }
+    if mode.extend {
+        msg.push_str(&format!(
+            "cannot extend: these runs change a saved run under the same label: {}; choose \
+             another --out",
+            clashes
+                .iter()
+                .map(|r| r.label.as_str())
+                .chain(change.renamed.iter().map(|(a, _)| a.label.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else {
+        msg.push_str(
+            "restore the grid file, choose another --out, or pass --extend to add the new runs \
+             to the saved grid (saved runs and their results are kept)",
+        );
+    }
+    Err(Error::Input(msg))
+}
+
+fn write_run_config(gdir: &Path, rec: &RunRecord, cfg: &RunConfig) -> Result<()> {
+    let text = serde_yaml::to_string(cfg).expect("config serialises");
+    let header = format!("# run {} — {} (seed {})\n", rec.id, rec.label, rec.seed);
     atomic_write(
-        &run_dir(gdir, &run.id).join("config.yaml"),
+        &run_dir(gdir, &rec.id).join(CONFIG_FILE),
         format!("{header}{text}").as_bytes(),
     )
 }
 
-/// Train one run in this process (the child side, and a Slurm array task). Skips a run that is
-/// already done or diverged; otherwise trains (resuming from its checkpoint), keeps `status.json`
-/// current, converts its JSONL metrics to Parquet, and returns the final status.
-pub fn run_one(grid: &Grid, run: &Run, out: &Path, stop: &AtomicBool) -> Result<RunStatus> {
-    let gdir = grid.out_dir(out);
-    if !gdir.join(MANIFEST_FILE).exists() {
-        Manifest::from_grid(grid).write(&gdir)?;
+/// A run's saved `config.yaml`, through the same checks as a grid's runs.
+pub fn load_saved_config(path: &Path) -> Result<RunConfig> {
+    crate::config::load_run_config(path)
+}
+
+/// Where and how a run's process trains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// `cpu`, `cuda:N` (as recorded); `None` = the process's default device.
+    pub device: Option<String>,
+    /// Index in the scheduler's device list.
+    pub slot: Option<usize>,
+    /// libtorch intra-op threads of the process.
+    pub threads: usize,
+    /// Print a progress line (with ETA) per step on stderr, at most about once a second.
+    pub progress_lines: bool,
+}
+
+/// Train one run in this process: skips a run that is already done or diverged; otherwise trains
+/// (resuming from its checkpoint), keeps `status.json` current, converts its JSONL metrics to
+/// Parquet, and returns the final status. A run stopped by `stop` ends `interrupted`.
+pub fn run_one(
+    gdir: &Path,
+    rec: &RunRecord,
+    cfg: &RunConfig,
+    place: &Placement,
+    stop: &AtomicBool,
+) -> Result<RunStatus> {
+    let dir = run_dir(gdir, &rec.id);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let _lock = PidLock::acquire_waiting(&dir.join(LOCK_FILE), RUN_LOCK_WAIT)?;
+    if let Some(st) = RunStatus::read(&dir).filter(RunStatus::is_finished) {
+        return Ok(st);
     }
-    write_run_config(&gdir, run)?;
-    let dir = run_dir(&gdir, &run.id);
-    let _lock = PidLock::acquire_waiting(&dir.join(".lock"), RUN_LOCK_WAIT)?;
-    if let Some(st) = RunStatus::read(&dir) {
-        if st.is_finished() {
-            return Ok(st);
-        }
-    }
-    let mut st = RunStatus::new(run, RunState::Running);
-    st.pid = Some(std::process::id());
+    let mut st = RunStatus::new(rec, cfg.train.steps, RunState::Running);
+    st.claim();
+    st.device = place.device.clone();
+    st.device_slot = place.slot;
+    st.threads = Some(place.threads);
     st.write(&dir)?;
 
-    let mut progress = st.clone();
-    let mut last_write = Instant::now();
-    let mut on_step = |rep: &StepReport| {
-        progress.step = rep.step;
-        progress.total_steps = rep.total_steps;
-        if let Some(r) = rep.metrics.get(REWARD_METRIC) {
-            progress.reward = Some(*r);
-        }
-        if last_write.elapsed() >= Duration::from_millis(200) || rep.step == rep.total_steps {
-            // Progress is advisory: a failed write must not stop training.
-            let _ = progress.write(&dir);
-            last_write = Instant::now();
-        }
-    };
+    let mut progress = Progress::new(st.clone(), &dir, place.progress_lines);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_training(&run.config, run.seed, &dir, stop, &mut on_step)
+        run_training(cfg, rec.seed, &dir, stop, &mut |r| progress.on_step(r))
     }));
     let mut last = RunStatus::read(&dir).unwrap_or(st);
     last.pid = None;
     match res {
         Ok(Ok(outcome)) => {
-            last.state = outcome.state;
+            last.state = match outcome.state {
+                RunState::Running => RunState::Interrupted,
+                s => s,
+            };
             last.step = outcome.step;
             last.reason = outcome.reason;
             last.error = None;
@@ -107,403 +234,116 @@ pub fn run_one(grid: &Grid, run: &Run, out: &Path, stop: &AtomicBool) -> Result<
             last.error = Some(e.to_string());
         }
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
             last.state = RunState::Failed;
-            last.error = Some(format!("panicked: {msg}"));
+            last.error = Some(format!("panicked: {}", panic_text(&*panic)));
         }
     }
-    if let Err(e) = crate::table::convert_run(&dir) {
+    if let Err(e) = convert_run(&dir) {
         eprintln!("warning: {}: metrics to parquet: {e}", dir.display());
     }
     last.write(&dir)?;
     Ok(last)
 }
 
-/// What the scheduler is asked to do.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// The grid file (passed on to children).
-    pub grid_file: PathBuf,
-    pub out: PathBuf,
-    pub jobs: usize,
-    /// Intra-op threads per run; `None` = max(1, cores / jobs).
-    pub threads: Option<usize>,
-    pub device: Option<String>,
-    pub resume: bool,
-    /// Restrict to these run ids (empty = all).
-    pub only: Vec<String>,
-    /// The `harness` binary to spawn.
-    pub exe: PathBuf,
-    /// `last-k` of the summary table.
-    pub last_k: usize,
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
-/// How a grid invocation ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GridReport {
-    pub selected: usize,
-    /// Already finished before this invocation.
-    pub skipped: usize,
-    pub done: usize,
-    pub diverged: usize,
-    pub failed: usize,
-    /// Stopped by a signal: resumable.
-    pub interrupted: usize,
-    pub tables_error: Option<String>,
+/// Per-step progress: `status.json` rewritten at most every 200 ms (the scheduler's bars read
+/// it), and optionally a line with the ETA on stderr.
+struct Progress<'a> {
+    status: RunStatus,
+    dir: &'a Path,
+    last_write: Instant,
+    lines: Option<ProgressLine>,
 }
 
-struct Active {
-    run: usize,
-    child: Child,
-    bar: ProgressBar,
+impl<'a> Progress<'a> {
+    fn new(status: RunStatus, dir: &'a Path, lines: bool) -> Self {
+        Progress {
+            status,
+            dir,
+            last_write: Instant::now(),
+            lines: lines.then(ProgressLine::new),
+        }
+    }
+
+    fn on_step(&mut self, rep: &StepReport) {
+        self.status.step = rep.step;
+        self.status.total_steps = rep.total_steps;
+        if let Some(r) = rep.metrics.get(REWARD_METRIC) {
+            self.status.reward = Some(*r);
+        }
+        let last = rep.step == rep.total_steps;
+        if self.last_write.elapsed() >= Duration::from_millis(200) || last {
+            // Progress is advisory: a failed write must not stop training.
+            let _ = self.status.write(self.dir);
+            self.last_write = Instant::now();
+        }
+        if let Some(l) = &mut self.lines {
+            if let Some(text) = l.line(rep.step, rep.total_steps, self.status.reward) {
+                eprintln!("{} {text}", self.status.label);
+            }
+        }
+    }
+}
+
+/// `[step 12/200] reward 0.412 · 1.30 s/step · eta 4m04s`, at most one a second (and the last).
+#[derive(Debug)]
+pub struct ProgressLine {
     started: Instant,
-    first_step: Option<usize>,
+    first: Option<usize>,
+    printed: Option<Instant>,
 }
 
-/// Number of CPU cores the process may use.
-pub fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-
-/// Schedule the grid's runs as child processes. `signals` counts SIGINT/SIGTERM received: the
-/// first stops launching and forwards SIGINT to the children (which checkpoint and exit), the
-/// second kills them.
-pub fn run_grid(grid: &Grid, opts: &RunOptions, signals: &AtomicUsize) -> Result<GridReport> {
-    let jobs = opts.jobs.max(1);
-    let threads = opts.threads.unwrap_or_else(|| (cores() / jobs).max(1));
-    let selected: Vec<usize> = if opts.only.is_empty() {
-        (0..grid.runs.len()).collect()
-    } else {
-        let mut v = Vec::new();
-        for id in &opts.only {
-            match grid.runs.iter().position(|r| r.id == *id) {
-                Some(i) => v.push(i),
-                None => {
-                    return Err(Error::Input(format!(
-                        "grid `{}` has no run `{id}` (see `harness plan`)",
-                        grid.name
-                    )))
-                }
-            }
-        }
-        v
-    };
-
-    let gdir = grid.out_dir(&opts.out);
-    std::fs::create_dir_all(&gdir).map_err(|e| Error::io(&gdir, e))?;
-    let _lock = PidLock::acquire(&gdir.join(".lock"))?;
-
-    let statuses: Vec<Option<RunStatus>> = selected
-        .iter()
-        .map(|&i| RunStatus::read(&run_dir(&gdir, &grid.runs[i].id)))
-        .collect();
-    if !opts.resume {
-        let started: Vec<&RunStatus> = statuses
-            .iter()
-            .flatten()
-            .filter(|s| s.state != RunState::Pending)
-            .collect();
-        if let Some(s) = started.first() {
-            return Err(Error::Input(format!(
-                "{} already holds results of this grid ({} run(s), e.g. {} is {}); pass --resume to \
-                 continue it, or choose another --out",
-                gdir.display(),
-                started.len(),
-                s.label,
-                state_name(s.state)
-            )));
-        }
-    }
-    prepare(grid, &opts.out)?;
-
-    let mut report = GridReport {
-        selected: selected.len(),
-        ..Default::default()
-    };
-    let mut todo: Vec<usize> = Vec::new();
-    for (&i, st) in selected.iter().zip(&statuses) {
-        if st.as_ref().is_some_and(RunStatus::is_finished) {
-            report.skipped += 1;
-        } else {
-            todo.push(i);
-        }
-    }
-    // The first seed of every grid point first: an early look at the whole grid.
-    let seed_rank: HashMap<i64, usize> = {
-        let mut seeds: Vec<i64> = Vec::new();
-        for r in &grid.runs {
-            if !seeds.contains(&r.seed) {
-                seeds.push(r.seed);
-            }
-        }
-        seeds.into_iter().enumerate().map(|(i, s)| (s, i)).collect()
-    };
-    todo.sort_by_key(|&i| (seed_rank[&grid.runs[i].seed], i));
-    let mut queue: VecDeque<usize> = todo.into();
-
-    let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4));
-    let grid_bar = mp.add(ProgressBar::new(report.selected as u64));
-    grid_bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:30}] {pos}/{len} runs {msg} ({elapsed})",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    grid_bar.set_prefix(grid.name.clone());
-    grid_bar.set_position(report.skipped as u64);
-    let run_style =
-        ProgressStyle::with_template("  {prefix:40!} [{bar:20}] {pos:>5}/{len:5} {msg} eta {eta}")
-            .expect("template")
-            .progress_chars("=> ");
-    let say = |mp: &MultiProgress, s: String| mp.suspend(|| eprintln!("{s}"));
-    say(
-        &mp,
-        format!(
-            "grid `{}`: {} run(s) to do, {} already finished; {} job(s) × {} thread(s) → {}",
-            grid.name,
-            queue.len(),
-            report.skipped,
-            jobs,
-            threads,
-            gdir.display()
-        ),
-    );
-
-    let mut active: Vec<Active> = Vec::new();
-    let mut stopping = false;
-    let mut killed = false;
-    loop {
-        let sig = signals.load(Ordering::SeqCst);
-        if sig >= 1 && !stopping {
-            stopping = true;
-            say(
-                &mp,
-                format!(
-                    "stopping: {} active run(s) checkpoint and exit (again to kill)",
-                    active.len()
-                ),
-            );
-            for a in &active {
-                send_signal(&a.child, libc::SIGINT);
-            }
-        }
-        if sig >= 2 && !killed {
-            killed = true;
-            for a in &mut active {
-                let _ = a.child.kill();
-            }
-        }
-        while !stopping && active.len() < jobs {
-            let Some(i) = queue.pop_front() else { break };
-            let run = &grid.runs[i];
-            match spawn_child(run, opts, threads, &gdir) {
-                Ok(child) => {
-                    let bar = mp.add(ProgressBar::new(run.config.train.steps as u64));
-                    bar.set_style(run_style.clone());
-                    bar.set_prefix(run.label.clone());
-                    say(&mp, format!("[start] {} ({})", run.label, run.id));
-                    active.push(Active {
-                        run: i,
-                        child,
-                        bar,
-                        started: Instant::now(),
-                        first_step: None,
-                    });
-                }
-                Err(e) => {
-                    let dir = run_dir(&gdir, &run.id);
-                    let mut st = RunStatus::read(&dir)
-                        .unwrap_or_else(|| RunStatus::new(run, RunState::Failed));
-                    st.state = RunState::Failed;
-                    st.error = Some(format!("could not start: {e}"));
-                    let _ = st.write(&dir);
-                    report.failed += 1;
-                    grid_bar.inc(1);
-                    say(&mp, format!("[failed] {} ({}): {e}", run.label, run.id));
-                }
-            }
-        }
-
-        let mut k = 0;
-        while k < active.len() {
-            let a = &mut active[k];
-            let run = &grid.runs[a.run];
-            let dir = run_dir(&gdir, &run.id);
-            let exited = match a.child.try_wait() {
-                Ok(None) => None,
-                Ok(Some(e)) => Some(Some(e)),
-                Err(_) => Some(None),
-            };
-            match exited {
-                None => {
-                    if let Some(st) = RunStatus::read(&dir) {
-                        if st.state == RunState::Running {
-                            if a.first_step.is_none() {
-                                a.first_step = Some(st.step);
-                                a.bar.set_length(st.total_steps as u64);
-                                a.bar.set_position(st.step as u64);
-                                a.bar.reset_eta();
-                            }
-                            a.bar.set_position(st.step as u64);
-                            if let Some(r) = st.reward {
-                                a.bar.set_message(format!("reward {r:.3}"));
-                            }
-                        }
-                    }
-                    k += 1;
-                }
-                Some(exit) => {
-                    let a = active.swap_remove(k);
-                    a.bar.finish_and_clear();
-                    mp.remove(&a.bar);
-                    let st = RunStatus::read(&dir);
-                    let mut st = st.unwrap_or_else(|| RunStatus::new(run, RunState::Running));
-                    let how = match exit {
-                        Some(e) => e.to_string(),
-                        None => "unknown exit".into(),
-                    };
-                    let state = match st.state {
-                        RunState::Done | RunState::Diverged | RunState::Failed => st.state,
-                        _ if stopping => RunState::Running,
-                        _ if exit.is_some_and(|e| e.code() == Some(130)) => RunState::Running,
-                        _ => {
-                            st.state = RunState::Failed;
-                            st.pid = None;
-                            st.error = Some(format!(
-                                "the run's process ended ({how}) without a result; see {}",
-                                dir.join("log.txt").display()
-                            ));
-                            let _ = st.write(&dir);
-                            RunState::Failed
-                        }
-                    };
-                    let secs = a.started.elapsed().as_secs_f64();
-                    let detail = match state {
-                        RunState::Failed => format!(": {}", st.error.clone().unwrap_or_default()),
-                        RunState::Diverged => {
-                            format!(": {}", st.reason.clone().unwrap_or_default())
-                        }
-                        _ => String::new(),
-                    };
-                    let word = match state {
-                        RunState::Done => {
-                            report.done += 1;
-                            "done"
-                        }
-                        RunState::Diverged => {
-                            report.diverged += 1;
-                            "diverged"
-                        }
-                        RunState::Failed => {
-                            report.failed += 1;
-                            "failed"
-                        }
-                        _ => {
-                            report.interrupted += 1;
-                            "interrupted"
-                        }
-                    };
-                    if state != RunState::Running {
-                        grid_bar.inc(1);
-                    }
-                    say(
-                        &mp,
-                        format!(
-                            "[{word}] {} ({}) step {}/{} in {secs:.1}s{detail}",
-                            run.label, run.id, st.step, st.total_steps
-                        ),
-                    );
-                }
-            }
-        }
-        grid_bar.set_message(format!(
-            "· {} done · {} diverged · {} failed",
-            report.done + report.skipped,
-            report.diverged,
-            report.failed
-        ));
-        if active.is_empty() && (queue.is_empty() || stopping) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    report.interrupted += if stopping { queue.len() } else { 0 };
-    grid_bar.finish();
-
-    if !stopping {
-        if let Err(e) = crate::table::build_tables(
-            &gdir,
-            &crate::table::TableOptions {
-                last_k: opts.last_k,
-            },
-        ) {
-            report.tables_error = Some(e.to_string());
-        }
-    }
-    Ok(report)
-}
-
-fn send_signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: signalling our own child by pid.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
+impl Default for ProgressLine {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-fn spawn_child(run: &Run, opts: &RunOptions, threads: usize, gdir: &Path) -> Result<Child> {
-    let dir = run_dir(gdir, &run.id);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let log_path = dir.join("log.txt");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Error::io(&log_path, e))?;
-    let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-    let mut cmd = Command::new(&opts.exe);
-    cmd.arg("run")
-        .arg(&opts.grid_file)
-        .arg("--only")
-        .arg(&run.id)
-        .arg("--out")
-        .arg(&opts.out)
-        .arg("--threads")
-        .arg(threads.to_string())
-        .arg("--resume")
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2));
-    if let Some(d) = &opts.device {
-        cmd.arg("--device").arg(d);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // Own process group: a terminal's Ctrl-C reaches only the scheduler, which forwards it
-        // once. On Linux the child also gets SIGTERM (checkpoint and exit) if the scheduler dies.
-        cmd.process_group(0);
-        #[cfg(target_os = "linux")]
-        {
-            let parent = std::process::id();
-            // SAFETY: only async-signal-safe libc calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    if libc::getppid() as u32 != parent {
-                        libc::_exit(130);
-                    }
-                    Ok(())
-                });
-            }
+impl ProgressLine {
+    pub fn new() -> Self {
+        ProgressLine {
+            started: Instant::now(),
+            first: None,
+            printed: None,
         }
     }
-    cmd.spawn().map_err(|e| Error::io(&opts.exe, e))
+
+    /// The line for a finished step, or `None` when one was printed less than a second ago.
+    pub fn line(&mut self, step: usize, total: usize, reward: Option<f64>) -> Option<String> {
+        // Steps before the first one seen were done by an earlier process (a resumed run).
+        let first = *self.first.get_or_insert(step.saturating_sub(1));
+        let due = self
+            .printed
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if !due && step < total {
+            return None;
+        }
+        self.printed = Some(Instant::now());
+        let done = (step - first).max(1) as f64;
+        let per_step = self.started.elapsed().as_secs_f64() / done;
+        let eta = per_step * total.saturating_sub(step) as f64;
+        let reward = reward
+            .map(|r| format!(" reward {r:.3} ·"))
+            .unwrap_or_default();
+        Some(format!(
+            "[step {step}/{total}]{reward} {per_step:.2} s/step · eta {}",
+            fmt_duration(eta)
+        ))
+    }
+}
+
+/// `4m04s`, `1h02m`, `12s`.
+pub fn fmt_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
 }

@@ -1,16 +1,19 @@
-//! An sbatch job-array script for a grid: one array task per run, each running
-//! `harness run <grid> --only <run-id> --resume` (the same entry the local scheduler's children
-//! use), so a grid that outgrows one machine runs on a cluster's own scheduler. Requeued or
-//! repeated tasks resume from their checkpoint; finished runs are skipped.
-use super::Grid;
+//! An sbatch job-array script for a prepared grid directory: one array task per run, each
+//! running `harness run DIR/<grid> --only <run-id>` (the same entry the local scheduler's children
+//! use) from the directory `harness slurm` was called in, so a grid that outgrows one machine
+//! runs on a cluster's own scheduler. A task trains the saved copy of the grid (`grid.yaml` and the
+//! run's `config.yaml`), not the live grid file; relative model and data paths resolve as they
+//! did when the script was written. Requeued or repeated tasks resume from their checkpoint;
+//! finished runs are skipped.
+use crate::rundir::Manifest;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
-    /// Absolute path of the grid file.
-    pub grid_file: PathBuf,
-    /// Absolute output directory (`DIR`, the grid goes to `DIR/<grid>`).
-    pub out: PathBuf,
+    /// Absolute path of the prepared grid directory (`DIR/<grid>`).
+    pub grid_dir: PathBuf,
+    /// Absolute working directory of every task (where relative paths in the grid resolve).
+    pub workdir: PathBuf,
     /// Absolute path of the `harness` binary on the cluster.
     pub exe: PathBuf,
     pub partition: Option<String>,
@@ -42,13 +45,13 @@ pub fn sh_quote(s: &str) -> String {
 }
 
 /// The script text.
-pub fn script(grid: &Grid, o: &SlurmOptions) -> String {
+pub fn script(grid: &Manifest, o: &SlurmOptions) -> String {
     let runs: Vec<_> = grid
         .runs
         .iter()
         .filter(|r| o.only.is_empty() || o.only.contains(&r.id))
         .collect();
-    let gdir = grid.out_dir(&o.out);
+    let gdir = &o.grid_dir;
     let mut s = String::new();
     s.push_str("#!/bin/bash\n");
     s.push_str(&format!(
@@ -70,6 +73,7 @@ pub fn script(grid: &Grid, o: &SlurmOptions) -> String {
     }
     opt("array", array);
     opt("ntasks", "1".into());
+    opt("chdir", o.workdir.display().to_string());
     opt("cpus-per-task", o.cpus_per_run.max(1).to_string());
     if o.gpus_per_run > 0 {
         opt("gres", format!("gpu:{}", o.gpus_per_run));
@@ -93,18 +97,20 @@ pub fn script(grid: &Grid, o: &SlurmOptions) -> String {
     for e in &o.extra {
         s.push_str(&format!("#SBATCH {}\n", e.trim()));
     }
-    s.push_str("\nset -euo pipefail\n\nRUN_IDS=(\n");
+    s.push_str(&format!(
+        "\nset -euo pipefail\ncd {}\n\nRUN_IDS=(\n",
+        sh_quote(&o.workdir.display().to_string())
+    ));
     for r in &runs {
         s.push_str(&format!("  {}  # {}\n", r.id, r.label.replace('\n', " ")));
     }
     s.push_str(")\nRUN_ID=\"${RUN_IDS[$SLURM_ARRAY_TASK_ID]}\"\n\n");
     let device = if o.gpus_per_run > 0 { "cuda" } else { "cpu" };
     s.push_str(&format!(
-        "exec {} run {} --only \"$RUN_ID\" --out {} --resume --device {device} \\\n    \
+        "exec {} run {} --only \"$RUN_ID\" --device {device} \\\n    \
          --threads \"${{SLURM_CPUS_PER_TASK:-1}}\"\n",
         sh_quote(&o.exe.display().to_string()),
-        sh_quote(&o.grid_file.display().to_string()),
-        sh_quote(&o.out.display().to_string()),
+        sh_quote(&gdir.display().to_string()),
     ));
     s
 }
@@ -116,16 +122,17 @@ mod tests {
 
     #[test]
     fn one_array_task_per_run() {
-        let g = Grid::parse(
+        let g = crate::grid::Grid::parse(
             "base: { model: { name: tiny-qwen3 }, task: { name: addition }, algorithm: { name: grpo } }
 seeds: [0, 1, 2]
 axes: { optim.lr: [1.0e-4, 2.0e-4] }",
             Path::new("/x/my grid.yaml"),
         )
         .unwrap();
+        let m = crate::grid::manifest::manifest(&g);
         let o = SlurmOptions {
-            grid_file: "/x/my grid.yaml".into(),
-            out: "/scratch/out".into(),
+            grid_dir: "/scratch/out/my grid".into(),
+            workdir: "/home/me/project".into(),
             exe: "/opt/harness".into(),
             partition: Some("gpu".into()),
             account: None,
@@ -137,12 +144,19 @@ axes: { optim.lr: [1.0e-4, 2.0e-4] }",
             extra: vec!["--qos=high".into()],
             only: vec![],
         };
-        let s = script(&g, &o);
+        let s = script(&m, &o);
         assert!(s.contains("#SBATCH --array=0-5%4\n"), "{s}");
         assert!(s.contains("#SBATCH --gres=gpu:1\n"));
         assert!(s.contains("#SBATCH --partition=gpu\n"));
         assert!(s.contains("#SBATCH --qos=high\n"));
-        assert!(s.contains("'/x/my grid.yaml' --only \"$RUN_ID\""), "{s}");
+        // The saved grid, from the directory the script was written in.
+        assert!(
+            s.contains("'/scratch/out/my grid' --only \"$RUN_ID\""),
+            "{s}"
+        );
+        assert!(s.contains("#SBATCH --chdir=/home/me/project\n"), "{s}");
+        assert!(s.contains("\ncd /home/me/project\n"), "{s}");
+        assert!(!s.contains("my grid.yaml"), "{s}");
         for r in &g.runs {
             assert!(s.contains(&format!("  {}  # {}\n", r.id, r.label)));
         }

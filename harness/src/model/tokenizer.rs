@@ -175,7 +175,7 @@ impl ChatTemplate {
             let config: serde_json::Value =
                 serde_json::from_str(&text).map_err(|source| Error::Json {
                     path: config_path.clone(),
-                    source,
+                    err: source,
                 })?;
             for key in ["bos_token", "eos_token", "pad_token", "unk_token"] {
                 let token = match &config[key] {

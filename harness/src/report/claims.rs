@@ -14,9 +14,12 @@
 //! ```
 //! Points are named by their labels (the report's table). Verdicts: **holds** when the difference
 //! has the claimed sign and exceeds the combined 95 % half-widths `√(ci_a² + ci_b²)`,
-//! **inconclusive** when the sign is right but within that seed noise, **does not hold** otherwise.
+//! **inconclusive** when the sign is right but within that seed noise, **does not hold** otherwise,
+//! **no data** while a point has no finished seed. A label the grid lacks, or a metric no run
+//! logs, is bad input: the report is not written.
 use super::{fmt_num, GridResults, Stat};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -112,96 +115,143 @@ impl Claims {
         Ok(c)
     }
 
-    /// Check every claim on a grid's results. Unknown point labels are bad input.
+    /// Every problem of the claims against a grid: point labels it lacks and metrics no run logs
+    /// (skipped while no run has logged anything yet), each named with its claim.
+    pub fn problems(&self, g: &GridResults) -> Vec<String> {
+        let names = g.metric_names();
+        let mut out = Vec::new();
+        for (i, c) in self.claims.iter().enumerate() {
+            for label in c.labels() {
+                if g.point(label).is_none() {
+                    out.push(format!("claims[{i}]: no grid point `{label}`"));
+                }
+            }
+            let metric = self.metric_of(c);
+            if !names.is_empty() && !names.contains(metric) {
+                out.push(format!("claims[{i}]: no run logs the metric `{metric}`"));
+            }
+        }
+        out
+    }
+
+    fn metric_of<'a>(&'a self, c: &'a Claim) -> &'a str {
+        c.metric.as_deref().unwrap_or(&self.metric)
+    }
+
+    /// Check every claim on a grid's results (claims in parallel). Unknown point labels and
+    /// metrics are bad input, all named at once.
     pub fn check(&self, g: &GridResults, last_k: usize) -> Result<Vec<Checked>> {
+        let problems = self.problems(g);
+        if !problems.is_empty() {
+            let points: Vec<&str> = g.points.iter().map(|p| p.label.as_str()).collect();
+            let metrics: Vec<String> = g.metric_names().into_iter().collect();
+            return Err(Error::Input(format!(
+                "{}:\n  {}\ngrid points: {}\nmetrics: {}",
+                self.path.display(),
+                problems.join("\n  "),
+                points.join(", "),
+                if metrics.is_empty() {
+                    "none logged yet".to_string()
+                } else {
+                    metrics.join(", ")
+                }
+            )));
+        }
         let stat = match self.stat {
             ClaimStat::Lastk => Stat::LastK(last_k),
             ClaimStat::Final => Stat::Final,
         };
-        let mut out = Vec::new();
-        for (i, c) in self.claims.iter().enumerate() {
-            let metric = c.metric.clone().unwrap_or_else(|| self.metric.clone());
-            let value = |label: &str| -> Result<(Option<f64>, f64)> {
-                let p = g.points.iter().find(|p| p.label == label).ok_or_else(|| {
-                    Error::Input(format!(
-                        "{}: claims[{i}]: no grid point `{label}` (points: {})",
-                        self.path.display(),
-                        g.points
-                            .iter()
-                            .map(|p| p.label.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-                let s = p.stats(&metric, stat);
-                Ok((s.mean, s.ci95.unwrap_or(0.0)))
-            };
-            let show = |l: &str, v: (Option<f64>, f64)| match v.0 {
-                Some(m) => format!("{l}: {} ± {}", fmt_num(m), fmt_num(v.1)),
-                None => format!("{l}: –"),
-            };
-            let pairwise = |a: &str, b: &str, sign: f64| -> Result<(Verdict, String)> {
-                let (va, vb) = (value(a)?, value(b)?);
-                let ev = format!("{}; {}", show(a, va), show(b, vb));
-                let (Some(ma), Some(mb)) = (va.0, vb.0) else {
-                    return Ok((Verdict::NoData, ev));
-                };
-                let d = sign * (mb - ma);
-                let noise = (va.1.powi(2) + vb.1.powi(2)).sqrt();
-                let v = if d > noise {
-                    Verdict::Holds
-                } else if d > 0.0 {
-                    Verdict::Inconclusive
-                } else {
-                    Verdict::DoesNotHold
-                };
-                Ok((v, ev))
-            };
-            let (verdict, evidence) = if let Some([a, b]) = &c.less {
-                pairwise(a, b, 1.0)?
-            } else if let Some([a, b]) = &c.greater {
-                pairwise(a, b, -1.0)?
-            } else {
-                let pts = c.interior_max.as_ref().expect("checked on read");
-                let vals: Vec<(Option<f64>, f64)> =
-                    pts.iter().map(|l| value(l)).collect::<Result<_>>()?;
-                let ev = pts
-                    .iter()
-                    .zip(&vals)
-                    .map(|(l, v)| show(l, *v))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                if vals.iter().any(|v| v.0.is_none()) {
-                    (Verdict::NoData, ev)
-                } else {
-                    let means: Vec<f64> = vals.iter().map(|v| v.0.unwrap()).collect();
-                    let best = (0..means.len())
-                        .max_by(|&a, &b| means[a].total_cmp(&means[b]))
-                        .unwrap();
-                    let last = means.len() - 1;
-                    let v = if best == 0 || best == last {
-                        Verdict::DoesNotHold
-                    } else {
-                        let beats = |j: usize| {
-                            means[best] - means[j]
-                                > (vals[best].1.powi(2) + vals[j].1.powi(2)).sqrt()
-                        };
-                        if beats(0) && beats(last) {
-                            Verdict::Holds
-                        } else {
-                            Verdict::Inconclusive
-                        }
-                    };
-                    (v, format!("best: {}; {ev}", pts[best]))
-                }
-            };
-            out.push(Checked {
-                claim: c.claim.clone(),
-                metric,
-                verdict,
-                evidence,
-            });
-        }
-        Ok(out)
+        Ok(self
+            .claims
+            .par_iter()
+            .map(|c| c.verdict(g, self.metric_of(c), stat))
+            .collect())
     }
+}
+
+/// A point's mean and 95 % half-width (0 when n < 2) of the claim's statistic.
+type Value = (Option<f64>, f64);
+
+fn show(label: &str, v: Value) -> String {
+    match v.0 {
+        Some(m) => format!("{label}: {} ± {}", fmt_num(m), fmt_num(v.1)),
+        None => format!("{label}: –"),
+    }
+}
+
+impl Claim {
+    /// The point labels the claim compares.
+    pub fn labels(&self) -> Vec<&str> {
+        let pair = self.less.iter().chain(&self.greater).flatten();
+        pair.chain(self.interior_max.iter().flatten())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The verdict on checked labels.
+    fn verdict(&self, g: &GridResults, metric: &str, stat: Stat) -> Checked {
+        let value = |label: &str| -> Value {
+            let s = g.point(label).expect("labels checked").stats(metric, stat);
+            (s.mean, s.ci95.unwrap_or(0.0))
+        };
+        let (verdict, evidence) = if let Some([a, b]) = &self.less {
+            pairwise((a, value(a)), (b, value(b)), 1.0)
+        } else if let Some([a, b]) = &self.greater {
+            pairwise((a, value(a)), (b, value(b)), -1.0)
+        } else {
+            let pts = self.interior_max.as_ref().expect("checked on read");
+            interior(pts, &pts.iter().map(|l| value(l)).collect::<Vec<_>>())
+        };
+        Checked {
+            claim: self.claim.clone(),
+            metric: metric.to_string(),
+            verdict,
+            evidence,
+        }
+    }
+}
+
+/// `mean(a) < mean(b)` (sign 1) or `>` (sign −1), against the combined half-widths.
+fn pairwise(a: (&str, Value), b: (&str, Value), sign: f64) -> (Verdict, String) {
+    let ev = format!("{}; {}", show(a.0, a.1), show(b.0, b.1));
+    let (Some(ma), Some(mb)) = (a.1 .0, b.1 .0) else {
+        return (Verdict::NoData, ev);
+    };
+    let d = sign * (mb - ma);
+    let noise = (a.1 .1.powi(2) + b.1 .1.powi(2)).sqrt();
+    let v = if d > noise {
+        Verdict::Holds
+    } else if d > 0.0 {
+        Verdict::Inconclusive
+    } else {
+        Verdict::DoesNotHold
+    };
+    (v, ev)
+}
+
+/// The maximum of an ordered sweep is interior, and beats both ends beyond the seed noise.
+fn interior(pts: &[String], vals: &[Value]) -> (Verdict, String) {
+    let ev = pts
+        .iter()
+        .zip(vals)
+        .map(|(l, v)| show(l, *v))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(means) = vals.iter().map(|v| v.0).collect::<Option<Vec<f64>>>() else {
+        return (Verdict::NoData, ev);
+    };
+    let best = (0..means.len())
+        .max_by(|&a, &b| means[a].total_cmp(&means[b]))
+        .expect("at least 3 points");
+    let last = means.len() - 1;
+    let beats =
+        |j: usize| means[best] - means[j] > (vals[best].1.powi(2) + vals[j].1.powi(2)).sqrt();
+    let v = if best == 0 || best == last {
+        Verdict::DoesNotHold
+    } else if beats(0) && beats(last) {
+        Verdict::Holds
+    } else {
+        Verdict::Inconclusive
+    };
+    (v, format!("best: {}; {ev}", pts[best]))
 }

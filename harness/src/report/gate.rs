@@ -14,11 +14,14 @@
 //!   both empty: no change allowed) in the bad direction: `higher` (higher is better: only a drop
 //!   fails), `lower` (only a rise fails), `both` (the default).
 //! - `divergences`: any divergence at a point whose baseline had none fails, whatever the tolerance.
+//! - `--update` writes new rows with [`default_checks`]; discrepancy metrics (`rollout_corr/*`)
+//!   and the gradient norm default to `lower`, rewards and accuracies to `higher`. It refuses to
+//!   drop the rows of baseline points the grid lacks unless forced.
 //! - A baseline point whose runs did not all finish, or that is missing, or a metric the run no
 //!   longer logs, fails.
 use super::csv::{field, Csv};
 use super::{fmt_num, GridResults, Point, Stat};
-use crate::train::RunState;
+use crate::rundir::RunState;
 use crate::{Error, Result};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -388,53 +391,60 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
     }
 }
 
+/// The direction a new check of `metric` gets: train–inference discrepancy metrics
+/// (`rollout_corr/*`) and gradient norms are better low (a smaller discrepancy must never fail),
+/// rewards and accuracies high, anything else either way.
+pub fn default_direction(metric: &str) -> Direction {
+    if metric.starts_with("rollout_corr/") || metric == "actor/grad_norm" || metric == DIVERGENCES {
+        Direction::Lower
+    } else if metric.starts_with("critic/score/") || metric.starts_with("eval/") {
+        Direction::Higher
+    } else {
+        Direction::Both
+    }
+}
+
 /// Default checks for a point a baseline does not cover yet: `(metric, abs_tol, rel_tol,
 /// direction)`, for the metrics the point logs.
 pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direction)> {
     let logged = |m: &str| p.runs.iter().any(|r| !r.series(m).is_empty());
-    let mut out = Vec::new();
-    if logged("critic/score/mean") {
-        out.push((
-            "critic/score/mean".to_string(),
-            Some(0.15),
-            None,
-            Direction::Higher,
-        ));
-    }
     let mut evals: Vec<String> = p
         .runs
         .iter()
-        .flat_map(|r| r.data.eval.iter().flat_map(|row| row.keys()))
+        .flat_map(|r| r.eval.iter().flat_map(|row| row.keys()))
         .filter(|k| k.starts_with("eval/") && k.contains("/avg@"))
         .cloned()
         .collect();
     evals.sort();
     evals.dedup();
-    for e in evals {
-        out.push((e, Some(0.2), None, Direction::Higher));
-    }
-    for (m, abs, rel, dir) in [
-        ("actor/entropy", None, Some(0.25), Direction::Both),
+    let mut checks = vec![("critic/score/mean".to_string(), Some(0.15), None)];
+    checks.extend(evals.into_iter().map(|e| (e, Some(0.2), None)));
+    checks.extend([
+        ("actor/entropy".to_string(), None, Some(0.25)),
         (
-            "rollout_corr/abs_prob_diff",
+            "rollout_corr/abs_prob_diff".to_string(),
             Some(1e-4),
             Some(0.5),
-            Direction::Both,
         ),
-        ("actor/grad_norm", Some(0.1), Some(1.0), Direction::Lower),
-    ] {
-        if logged(m) {
-            out.push((m.to_string(), abs, rel, dir));
-        }
-    }
+        ("actor/grad_norm".to_string(), Some(0.1), Some(1.0)),
+    ]);
+    let mut out: Vec<_> = checks
+        .into_iter()
+        .filter(|(m, _, _)| logged(m))
+        .map(|(m, abs, rel)| {
+            let dir = default_direction(&m);
+            (m, abs, rel, dir)
+        })
+        .collect();
     out.push((DIVERGENCES.to_string(), None, None, Direction::Lower));
     out
 }
 
 /// A baseline from a run: the existing rows' checks (tolerances, directions, windows) with new
-/// values; points the old baseline does not cover get [`default_checks`] with `last_k`. Points
-/// no longer in the grid are dropped.
-pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usize) -> Baseline {
+/// values; points the old baseline does not cover get [`default_checks`] with `last_k`. Rows of
+/// points the grid does not have are left out and named in [`Updated::dropped`]: the caller
+/// refuses to write such an update unless asked to (`gate --update --force`).
+pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usize) -> Updated {
     let mut rows = Vec::new();
     for p in &g.points {
         let value = |metric: &str, k: Option<usize>| -> Option<f64> {
@@ -473,8 +483,25 @@ pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usiz
             }
         }
     }
-    Baseline {
-        path: path.to_path_buf(),
-        rows,
+    let mut dropped: Vec<String> = Vec::new();
+    for r in old.map(|b| b.rows.as_slice()).unwrap_or_default() {
+        if g.point(&r.point).is_none() && !dropped.contains(&r.point) {
+            dropped.push(r.point.clone());
+        }
     }
+    Updated {
+        baseline: Baseline {
+            path: path.to_path_buf(),
+            rows,
+        },
+        dropped,
+    }
+}
+
+/// What [`update`] made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    pub baseline: Baseline,
+    /// Points of the old baseline that the grid does not have (their rows are not in `baseline`).
+    pub dropped: Vec<String>,
 }

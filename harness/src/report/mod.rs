@@ -5,14 +5,14 @@
 //!   run" tables) and one SVG per curve (plotters, no system fonts: text is left to the viewer).
 //! - [`gate`]: compare smoothed final metrics with a baseline CSV within declared tolerances.
 //!
-//! Like the tables, everything here is derived data: it reads `grid.yaml`, `runs/*/status.json`
-//! and the metric logs, and knows nothing about tensors.
+//! Like the tables, everything here is derived data: it reads the run directory
+//! ([`crate::rundir`]: `grid.yaml`, `runs/*/status.json` and the metric logs), and knows nothing
+//! about tensors.
 use crate::grid::expand::fmt_value;
-use crate::grid::manifest::Manifest;
-use crate::grid::status::RunStatus;
-use crate::table::{load_runs, seed_stats, Row, RunData, SeedStats};
-use crate::train::RunState;
+use crate::rundir::{atomic_write, load_grid, LoadedRun, Manifest, RunState, REPORT_DIR};
+use crate::table::{seed_stats, SeedStats};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use serde_yaml::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,46 +33,7 @@ pub struct Point {
     pub axes: Vec<(String, Value)>,
     /// The resolved run config (of the first seed) as YAML.
     pub config: Value,
-    pub runs: Vec<PointRun>,
-}
-
-/// One seed of a grid point.
-#[derive(Debug, Clone)]
-pub struct PointRun {
-    pub data: RunData,
-    /// For diverged / failed runs: the step and why.
-    pub status: Option<RunStatus>,
-}
-
-impl PointRun {
-    pub fn finished(&self) -> bool {
-        matches!(self.data.state, Some(RunState::Done | RunState::Diverged))
-    }
-    pub fn state(&self) -> Option<RunState> {
-        self.data.state
-    }
-    /// The run's rows that log `metric` (training rows, else eval rows).
-    pub fn rows(&self, metric: &str) -> &[Row] {
-        if self.data.metrics.iter().any(|r| r.contains_key(metric)) {
-            &self.data.metrics
-        } else {
-            &self.data.eval
-        }
-    }
-    /// `(step, value)` of `metric`, finite values only, in step order.
-    pub fn series(&self, metric: &str) -> Vec<(f64, f64)> {
-        self.rows(metric)
-            .iter()
-            .filter_map(|r| Some((r["step"], *r.get(metric)?)))
-            .filter(|(_, v)| v.is_finite())
-            .collect()
-    }
-    /// Mean of the last `k` logged finite values of `metric`.
-    pub fn last_k(&self, metric: &str, k: usize) -> Option<f64> {
-        let s = self.series(metric);
-        let tail = &s[s.len().saturating_sub(k.max(1))..];
-        (!tail.is_empty()).then(|| tail.iter().map(|(_, v)| v).sum::<f64>() / tail.len() as f64)
-    }
+    pub runs: Vec<LoadedRun>,
 }
 
 /// Which per-seed value a statistic is taken of.
@@ -101,12 +62,7 @@ impl Point {
     pub fn unfinished(&self) -> usize {
         self.runs
             .iter()
-            .filter(|r| {
-                !matches!(
-                    r.state(),
-                    Some(RunState::Done | RunState::Diverged | RunState::Failed)
-                )
-            })
+            .filter(|r| !r.state().is_some_and(RunState::is_over))
             .count()
     }
     /// Statistics over the finished seeds of one per-seed value of `metric`.
@@ -117,7 +73,7 @@ impl Point {
             .filter(|r| r.finished())
             .filter_map(|r| match stat {
                 Stat::LastK(k) => r.last_k(metric, k),
-                Stat::Final => r.series(metric).last().map(|(_, v)| *v),
+                Stat::Final => r.final_value(metric),
             })
             .collect();
         seed_stats(&xs)
@@ -145,54 +101,32 @@ pub struct GridResults {
 impl GridResults {
     /// Read `DIR/<grid>`: the manifest, every run's status and metric logs.
     pub fn load(grid_dir: &Path) -> Result<GridResults> {
-        if !grid_dir.join(crate::grid::manifest::MANIFEST_FILE).exists() {
-            return Err(Error::Input(format!(
-                "{}: not a grid output directory (no grid.yaml; expected DIR/<grid> written by \
-                 `harness run`)",
-                grid_dir.display()
-            )));
-        }
-        let (m, runs) = load_runs(grid_dir)?;
-        let statuses = runs
-            .iter()
-            .map(|r| RunStatus::read(&grid_dir.join("runs").join(&r.id)))
-            .collect();
-        Ok(Self::from_parts(grid_dir, m, runs, statuses))
+        let (m, runs) = load_grid(grid_dir)?;
+        Ok(Self::from_parts(grid_dir, m, runs))
     }
 
-    /// Group runs (with their statuses, in the same order) into grid points.
-    pub fn from_parts(
-        dir: &Path,
-        manifest: Manifest,
-        runs: Vec<RunData>,
-        statuses: Vec<Option<RunStatus>>,
-    ) -> GridResults {
+    /// Group runs into grid points, in grid order.
+    pub fn from_parts(dir: &Path, manifest: Manifest, runs: Vec<LoadedRun>) -> GridResults {
         let mut points: Vec<Point> = Vec::new();
-        for (data, status) in runs.into_iter().zip(statuses) {
-            let run = PointRun { data, status };
+        for run in runs {
             if let Some(p) = points
                 .iter_mut()
-                .find(|p| p.runs[0].data.point == run.data.point)
+                .find(|p| p.runs[0].record.point == run.record.point)
             {
                 p.runs.push(run);
                 continue;
             }
-            let config = manifest
-                .runs
-                .iter()
-                .find(|r| r.id == run.data.id)
-                .map(|r| r.config.clone())
-                .unwrap_or(Value::Null);
-            let label = if run.data.point_label.is_empty() {
+            let r = &run.record;
+            let label = if r.point_label.is_empty() {
                 manifest.name.clone()
             } else {
-                run.data.point_label.clone()
+                r.point_label.clone()
             };
             points.push(Point {
                 label,
-                case: run.data.case.clone(),
-                axes: run.data.axes.clone(),
-                config,
+                case: r.case.clone(),
+                axes: r.axes.clone(),
+                config: r.config.clone(),
                 runs: vec![run],
             });
         }
@@ -203,15 +137,19 @@ impl GridResults {
         }
     }
 
+    /// The point with this label.
+    pub fn point(&self, label: &str) -> Option<&Point> {
+        self.points.iter().find(|p| p.label == label)
+    }
+
     /// Every metric any run logs (training and eval), sorted.
     pub fn metric_names(&self) -> BTreeSet<String> {
-        self.points
-            .iter()
-            .flat_map(|p| &p.runs)
-            .flat_map(|r| r.data.metrics.iter().chain(&r.data.eval))
-            .flat_map(|row| row.keys().cloned())
-            .filter(|k| k != "step")
-            .collect()
+        crate::rundir::logs::metric_names(
+            self.points
+                .iter()
+                .flat_map(|p| &p.runs)
+                .flat_map(|r| r.metrics.iter().chain(&r.eval)),
+        )
     }
 
     /// Distinct seeds, sorted.
@@ -220,7 +158,7 @@ impl GridResults {
             .points
             .iter()
             .flat_map(|p| &p.runs)
-            .map(|r| r.data.seed)
+            .map(|r| r.record.seed)
             .collect();
         s.into_iter().collect()
     }
@@ -239,12 +177,13 @@ impl GridResults {
 /// Options of [`write_report`].
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    /// Window of the smoothed "last k" statistics.
+    /// Window of the smoothed "last k" statistics (≥ 1).
     pub last_k: usize,
     /// Trailing-mean window of the curves, per seed (0: about a twentieth of the steps).
     pub smooth: usize,
-    /// Axes whose values split the curves into separate figures (default: the axes every grid
-    /// point has). Points without such an axis appear in every figure.
+    /// Axes whose values split the curves into separate figures (`Some(empty)`: one figure per
+    /// metric with every point; default: see [`plots::default_grouping`]). Points without such an
+    /// axis appear in every figure.
     pub group_by: Option<Vec<String>>,
     /// A published table to set beside this run (default: any `baselines/paper-*.csv` next to the
     /// grid's source with a row that matches a grid point).
@@ -275,6 +214,10 @@ pub struct ReportSummary {
     pub svgs: Vec<PathBuf>,
     pub papers: Vec<PathBuf>,
     pub claims: Option<PathBuf>,
+    /// Files of an earlier report in the same folder that this one no longer has (removed).
+    pub removed: Vec<PathBuf>,
+    /// What the user should know (a published table with no matching row).
+    pub notes: Vec<String>,
 }
 
 /// The rendered report: Markdown and `(file name, SVG)` pairs.
@@ -282,102 +225,202 @@ pub struct ReportSummary {
 pub struct Rendered {
     pub markdown: String,
     pub svgs: Vec<(String, String)>,
+    pub notes: Vec<String>,
 }
 
-/// Render a report from loaded results, published tables and claims (pure: no I/O).
+/// Check options against the results: `last_k ≥ 1` and grouping axes the grid has.
+fn check_options(g: &GridResults, opts: &ReportOptions) -> Result<()> {
+    if opts.last_k == 0 {
+        return Err(Error::Input("--last-k must be at least 1".into()));
+    }
+    let unknown: Vec<&String> = opts
+        .group_by
+        .iter()
+        .flatten()
+        .filter(|k| !g.manifest.axes.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Input(format!(
+            "--group-by: grid `{}` has no axis {} (its axes: {})",
+            g.manifest.name,
+            unknown
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if g.manifest.axes.is_empty() {
+                "none".to_string()
+            } else {
+                g.manifest.axes.join(", ")
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Render a report from loaded results, published tables and claims (pure: no I/O). Bad options,
+/// claims that name no grid point or a metric no run logs, are errors. Figures are drawn in
+/// parallel.
 pub fn render(
     g: &GridResults,
     opts: &ReportOptions,
     papers: &[paper::PaperTable],
     claims: Option<&claims::Claims>,
 ) -> Result<Rendered> {
+    check_options(g, opts)?;
+    let checked = claims
+        .map(|c| c.check(g, opts.last_k).map(|ch| (c, ch)))
+        .transpose()?;
     let figures = plots::figures(g, opts);
-    let mut svgs = Vec::new();
-    for f in &figures {
-        svgs.push((f.file.clone(), plots::render_svg(f)?));
-    }
-    let markdown = markdown::render(g, opts, papers, claims, &figures);
-    Ok(Rendered { markdown, svgs })
+    let svgs = figures
+        .par_iter()
+        .map(|f| Ok((f.file.clone(), plots::render_svg(f)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let notes = papers
+        .iter()
+        .filter(|t| !g.points.iter().any(|p| t.matching_row(p).is_some()))
+        .map(|t| {
+            format!(
+                "{}: no row matches a grid point of `{}`",
+                t.path.display(),
+                g.manifest.name
+            )
+        })
+        .collect();
+    let markdown = markdown::render(g, opts, papers, checked.as_ref(), &figures);
+    Ok(Rendered {
+        markdown,
+        svgs,
+        notes,
+    })
 }
 
-/// Write `report.md` and its SVGs into `opts.out` or `DIR/<grid>/report` (replacing older ones).
-pub fn write_report(grid_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
-    let g = GridResults::load(grid_dir)?;
-    let source_dir = g
-        .manifest
+/// Published tables: the ones asked for, else the `paper-*.csv` in `../baselines` beside the grid
+/// file that match a grid point.
+fn find_papers(g: &GridResults, opts: &ReportOptions) -> Result<Vec<paper::PaperTable>> {
+    if !opts.papers.is_empty() {
+        return opts
+            .papers
+            .iter()
+            .map(|p| paper::PaperTable::read(p))
+            .collect();
+    }
+    let dir = source_dir(g).join("../baselines");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("paper-") && n.ends_with(".csv"))
+        })
+        .collect();
+    found.sort();
+    let mut out = Vec::new();
+    for p in found {
+        let t = paper::PaperTable::read(&p)?;
+        if g.points.iter().any(|pt| t.matching_row(pt).is_some()) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn source_dir(g: &GridResults) -> PathBuf {
+    g.manifest
         .source
         .parent()
         .map(Path::to_path_buf)
-        .unwrap_or_default();
-    // Published tables: the ones asked for, else those beside the grid that match a point.
-    let mut papers = Vec::new();
-    let mut paper_paths = Vec::new();
-    if opts.papers.is_empty() {
-        let dir = source_dir.join("../baselines");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut found: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("paper-") && n.ends_with(".csv"))
-                })
-                .collect();
-            found.sort();
-            for p in found {
-                let t = paper::PaperTable::read(&p)?;
-                if g.points.iter().any(|pt| t.matching_row(pt).is_some()) {
-                    papers.push(t);
-                    paper_paths.push(p);
-                }
-            }
-        }
-    } else {
-        for p in &opts.papers {
-            papers.push(paper::PaperTable::read(p)?);
-            paper_paths.push(p.clone());
-        }
-    }
-    let claims_path = opts.claims.clone().or_else(|| {
+        .unwrap_or_default()
+}
+
+/// Claims: the file asked for, else `claims/<grid file stem>.yaml` beside the grid file.
+fn claims_path(g: &GridResults, opts: &ReportOptions) -> Option<PathBuf> {
+    opts.claims.clone().or_else(|| {
         let stem = g.manifest.source.file_stem()?.to_str()?.to_string();
-        let p = source_dir.join("claims").join(format!("{stem}.yaml"));
+        let p = source_dir(g).join("claims").join(format!("{stem}.yaml"));
         p.exists().then_some(p)
-    });
+    })
+}
+
+/// Write `report.md` and its SVGs into `opts.out` or `DIR/<grid>/report`. Files that an earlier
+/// report wrote there (listed in its [`files::LIST`]) and this one does not are removed; nothing
+/// else in the folder is touched.
+pub fn write_report(grid_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary> {
+    let g = GridResults::load(grid_dir)?;
+    let papers = find_papers(&g, opts)?;
+    let claims_path = claims_path(&g, opts);
     let claims = claims_path
         .as_deref()
         .map(claims::Claims::read)
         .transpose()?;
     let r = render(&g, opts, &papers, claims.as_ref())?;
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| grid_dir.join(REPORT_DIR));
+    let mut files = vec![("report.md".to_string(), r.markdown.as_str())];
+    files.extend(r.svgs.iter().map(|(n, s)| (n.clone(), s.as_str())));
+    let removed = files::replace(&out, &files)?;
+    Ok(ReportSummary {
+        markdown: out.join("report.md"),
+        svgs: r.svgs.iter().map(|(n, _)| out.join(n)).collect(),
+        papers: papers.into_iter().map(|t| t.path).collect(),
+        claims: claims_path,
+        removed,
+        notes: r.notes,
+    })
+}
 
-    let out = opts.out.clone().unwrap_or_else(|| grid_dir.join("report"));
-    if out.exists() {
-        // Old SVGs of curves that are gone would linger.
-        for e in std::fs::read_dir(&out)
-            .map_err(|e| Error::io(&out, e))?
-            .flatten()
-        {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "svg" || x == "md") {
+/// The files a report writes into its folder, listed so that the next report replaces exactly
+/// them.
+pub mod files {
+    use super::*;
+
+    /// The list, one file name per line, in the report's folder.
+    pub const LIST: &str = ".report-files";
+
+    /// File names an earlier report listed (bare names only: a list cannot point elsewhere).
+    pub fn listed(out: &Path) -> Vec<String> {
+        std::fs::read_to_string(out.join(LIST))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| Path::new(l).file_name() == Some(std::ffi::OsStr::new(l)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Write `files` (name, text) into `out`, remove listed files of the earlier report that are
+    /// not among them, and list the new ones. Returns the removed paths.
+    pub fn replace(out: &Path, files: &[(String, &str)]) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let mut removed = Vec::new();
+        for old in listed(out) {
+            let p = out.join(&old);
+            if !files.iter().any(|(n, _)| *n == old) && p.is_file() {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                removed.push(p);
             }
         }
+        for (name, text) in files {
+            atomic_write(&out.join(name), text.as_bytes())?;
+        }
+        let mut list = String::from(
+            "# Written by `harness report`: the next report into this folder replaces these files \
+             (and removes the ones it no longer has); nothing else here is touched.\n",
+        );
+        for (name, _) in files {
+            list.push_str(name);
+            list.push('\n');
+        }
+        atomic_write(&out.join(LIST), list.as_bytes())?;
+        Ok(removed)
     }
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let md = out.join("report.md");
-    crate::grid::fsutil::atomic_write(&md, r.markdown.as_bytes())?;
-    let mut svgs = Vec::new();
-    for (name, svg) in &r.svgs {
-        let p = out.join(name);
-        crate::grid::fsutil::atomic_write(&p, svg.as_bytes())?;
-        svgs.push(p);
-    }
-    Ok(ReportSummary {
-        markdown: md,
-        svgs,
-        papers: paper_paths,
-        claims: claims_path,
-    })
 }
 
 /// A number for a table cell: 3 significant digits, scientific notation for tiny/huge values.

@@ -69,7 +69,7 @@ pub fn smooth_window(g: &GridResults, opts: &ReportOptions) -> usize {
         .points
         .iter()
         .flat_map(|p| &p.runs)
-        .map(|r| r.data.metrics.len())
+        .map(|r| r.metrics.len())
         .max()
         .unwrap_or(0);
     ((steps as f64 / 20.0).round() as usize).max(1)
@@ -146,6 +146,18 @@ pub fn groups(g: &GridResults, keys: &[String]) -> Vec<(Option<String>, Vec<usiz
         .collect()
 }
 
+/// The default grouping: the axes every grid point has, so that each figure compares the cases
+/// at one setting of the sweep; but while that leaves every figure with a single curve (a sweep
+/// without cases), the last of those axes moves into the figures instead, so that a one-axis sweep
+/// gets one figure comparing its values.
+pub fn default_grouping(g: &GridResults) -> Vec<String> {
+    let mut keys = g.global_axes();
+    while !keys.is_empty() && groups(g, &keys).iter().all(|(_, m)| m.len() <= 1) {
+        keys.pop();
+    }
+    keys
+}
+
 /// Every figure of a report, in order: per curve metric, per group.
 pub fn figures(g: &GridResults, opts: &ReportOptions) -> Vec<Figure> {
     let names = g.metric_names();
@@ -168,7 +180,7 @@ pub fn figures(g: &GridResults, opts: &ReportOptions) -> Vec<Figure> {
             }
         }
     }
-    let keys = opts.group_by.clone().unwrap_or_else(|| g.global_axes());
+    let keys = opts.group_by.clone().unwrap_or_else(|| default_grouping(g));
     let groups = groups(g, &keys);
     let window = smooth_window(g, opts);
     let mut out = Vec::new();
@@ -343,7 +355,16 @@ fn draw(f: &Figure, buf: &mut String) -> std::result::Result<(), Box<dyn std::er
         ))?;
     }
 
-    // Legend on the right, outside the plot.
+    draw_legend(f, &legend)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The legend on the right, outside the plot: one line per curve, then how curves are made.
+fn draw_legend(
+    f: &Figure,
+    legend: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     let mut y = 40i32;
     for c in &f.curves {
         let color = PALETTE[c.color % PALETTE.len()];
@@ -369,6 +390,5 @@ fn draw(f: &Figure, buf: &mut String) -> std::result::Result<(), Box<dyn std::er
         (8, y + 20),
         ("sans-serif", 9).into_font(),
     ))?;
-    root.present()?;
     Ok(())
 }

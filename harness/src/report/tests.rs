@@ -2,8 +2,7 @@ use super::claims::{Claims, Verdict as ClaimVerdict};
 use super::gate::{evaluate, update, Baseline, Direction, Verdict};
 use super::paper::PaperTable;
 use super::*;
-use crate::grid::manifest::{Manifest, ManifestRun};
-use crate::table::{Row, RunData};
+use crate::rundir::{LoadedRun, Manifest, Row, RunRecord, RunStatus};
 use std::path::Path;
 
 fn row(step: i64, kv: &[(&str, f64)]) -> Row {
@@ -32,7 +31,6 @@ fn synthetic(scale: f64) -> GridResults {
         ("dcmdp/c=0.01", "dcmdp", Some(0.01)),
     ];
     let mut runs = Vec::new();
-    let mut statuses = Vec::new();
     let mut mruns = Vec::new();
     for (pi, (label, alg, c)) in points.iter().enumerate() {
         for seed in 0..3i64 {
@@ -77,42 +75,26 @@ fn synthetic(scale: f64) -> GridResults {
             } else {
                 RunState::Done
             };
-            runs.push(RunData {
-                id: id.clone(),
-                label: format!("{label}/seed={seed}"),
-                point: format!("p{pi}"),
-                point_label: label.to_string(),
-                case: Some(alg.to_string()),
-                seed,
-                axes: axes.clone(),
-                state: Some(state),
-                metrics,
-                eval,
-            });
-            statuses.push(Some(RunStatus {
-                id: id.clone(),
-                label: format!("{label}/seed={seed}"),
-                state,
-                step: last as usize,
-                total_steps: 8,
-                reward: None,
-                error: None,
-                reason: diverged.then(|| "gradient norm 1.2e3 > max_grad_norm 100".to_string()),
-                pid: None,
-                updated: 0.0,
-            }));
-            mruns.push(ManifestRun {
+            let record = RunRecord {
                 id,
                 point: format!("p{pi}"),
                 label: format!("{label}/seed={seed}"),
                 point_label: label.to_string(),
                 case: Some(alg.to_string()),
                 seed,
-                axes: axes
-                    .iter()
-                    .map(|(k, v)| (Value::from(k.as_str()), v.clone()))
-                    .collect(),
+                axes,
                 config: config(alg, *c),
+            };
+            let mut status = RunStatus::new(&record, 8, state);
+            status.step = last as usize;
+            status.reason = diverged.then(|| "gradient norm 1.2e3 > max_grad_norm 100".to_string());
+            status.updated = 0.0;
+            mruns.push(record.clone());
+            runs.push(LoadedRun {
+                record,
+                status: Some(status),
+                metrics,
+                eval,
             });
         }
     }
@@ -122,9 +104,14 @@ fn synthetic(scale: f64) -> GridResults {
         source: "experiments/synthetic.yaml".into(),
         axes: vec!["algorithm.c".into()],
         cases: vec!["grpo".into(), "dcmdp".into()],
+        overrides: vec![],
         runs: mruns,
     };
-    GridResults::from_parts(Path::new("out/synthetic"), manifest, runs, statuses)
+    GridResults::from_parts(Path::new("out/synthetic"), manifest, runs)
+}
+
+fn set_state(r: &mut LoadedRun, s: RunState) {
+    r.status.as_mut().unwrap().state = s;
 }
 
 const CLAIMS: &str = "
@@ -349,7 +336,7 @@ fn gate_flags_a_collapsed_reward_and_a_new_divergence() {
 
     // A divergence where the baseline had none fails whatever the tolerance.
     let mut g = synthetic(1.0);
-    g.points[0].runs[1].data.state = Some(RunState::Diverged);
+    set_state(&mut g.points[0].runs[1], RunState::Diverged);
     let text = baseline_text().replace("grpo,divergences,,0,,,", "grpo,divergences,,0,5,,both");
     let b = Baseline::parse(&text, Path::new("b.csv")).unwrap();
     let r = evaluate(&g, &b);
@@ -363,7 +350,7 @@ fn gate_flags_a_collapsed_reward_and_a_new_divergence() {
 
     // A failed seed and a missing point fail too.
     let mut g = synthetic(1.0);
-    g.points[0].runs[0].data.state = Some(RunState::Failed);
+    set_state(&mut g.points[0].runs[0], RunState::Failed);
     let text = format!("{}gone,critic/score/mean,3,0.1,0.5,,\n", baseline_text());
     let r = evaluate(&g, &Baseline::parse(&text, Path::new("b.csv")).unwrap());
     let bad: Vec<_> = r
@@ -428,7 +415,9 @@ fn malformed_baselines_name_file_line_and_column() {
 fn update_keeps_tolerances_and_round_trips() {
     let g = synthetic(1.0);
     let old = Baseline::parse(baseline_text(), Path::new("b.csv")).unwrap();
-    let new = update(&g, Some(&old), Path::new("b.csv"), 5);
+    let up = update(&g, Some(&old), Path::new("b.csv"), 5);
+    assert!(up.dropped.is_empty());
+    let new = up.baseline;
     // Old rows keep their window and tolerances with fresh values; the uncovered point gets the
     // default checks with k = 5.
     let grpo = &new.rows[0];
@@ -462,7 +451,7 @@ fn update_keeps_tolerances_and_round_trips() {
     assert_eq!(back, new);
     // A run gated against its own update passes.
     assert!(evaluate(&g, &new).passed());
-    let fresh = update(&g, None, Path::new("b.csv"), 5);
+    let fresh = update(&g, None, Path::new("b.csv"), 5).baseline;
     assert!(evaluate(&g, &fresh).passed());
     assert!(!evaluate(&synthetic(0.3), &fresh).passed());
 }

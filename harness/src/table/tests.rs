@@ -1,5 +1,8 @@
 use super::*;
-use crate::grid::{runner::prepare, status::RunStatus, Grid};
+use crate::grid::runner::{prepare, PrepareMode};
+use crate::grid::Grid;
+use crate::rundir::logs::read_parquet;
+use crate::rundir::{RunRecord, RunStatus, METRICS_JSONL, METRICS_PARQUET};
 use serde_yaml::Value;
 
 fn row(step: i64, kv: &[(&str, f64)]) -> Row {
@@ -10,7 +13,7 @@ fn row(step: i64, kv: &[(&str, f64)]) -> Row {
 
 /// Two grid points (c = 0.001 / 0.01) × three seeds, with a diverged run, a failed run and a
 /// metric that only some runs log.
-fn synthetic() -> Vec<RunData> {
+fn synthetic() -> Vec<LoadedRun> {
     let mut runs = Vec::new();
     for (p, c) in [(0usize, 0.001f64), (1, 0.01)] {
         for seed in 0..3i64 {
@@ -39,7 +42,7 @@ fn synthetic() -> Vec<RunData> {
                 row(3, &[("eval/addition/avg@1", base + 0.2)]),
                 row(6, &[("eval/addition/avg@1", base + 0.1)]),
             ];
-            runs.push(RunData {
+            let record = RunRecord {
                 id: format!("r{p}{seed}"),
                 label: format!("dcmdp/c={c}/seed={seed}"),
                 point: format!("p{p}"),
@@ -47,7 +50,11 @@ fn synthetic() -> Vec<RunData> {
                 case: Some("dcmdp".into()),
                 seed,
                 axes: vec![("algorithm.c".into(), Value::from(c))],
-                state: Some(state),
+                config: Value::Null,
+            };
+            runs.push(LoadedRun {
+                status: Some(RunStatus::new(&record, 6, state)),
+                record,
                 metrics,
                 eval,
             });
@@ -127,44 +134,6 @@ fn steps_join_training_and_eval() {
 }
 
 #[test]
-fn jsonl_tolerates_a_torn_tail_and_odd_values() {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("m.jsonl");
-    std::fs::write(
-        &p,
-        "{\"step\": 2, \"a\": 1.5, \"b\": null, \"c\": \"NaN\", \"d\": true, \"e\": \"x\"}\n\
-         {\"step\": 1, \"a\": 0.5}\n{\"step\": 3, \"a\"",
-    )
-    .unwrap();
-    let rows = read_jsonl(&p).unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["step"], 1.0);
-    assert!(rows[1]["b"].is_nan() && rows[1]["c"].is_nan());
-    assert_eq!(rows[1]["d"], 1.0);
-    assert!(!rows[1].contains_key("e"));
-    // A bad line that is not the last is an error.
-    std::fs::write(&p, "{\"step\": 1}\nnope\n{\"step\": 2}\n").unwrap();
-    assert!(read_jsonl(&p).unwrap_err().to_string().contains(":2:"));
-}
-
-#[test]
-fn parquet_round_trip() {
-    let d = tempfile::tempdir().unwrap();
-    let rows = synthetic().remove(0).metrics;
-    std::fs::write(
-        d.path().join(METRICS_JSONL),
-        rows.iter()
-            .map(|r| serde_json::to_string(r).unwrap() + "\n")
-            .collect::<String>(),
-    )
-    .unwrap();
-    convert_run(d.path()).unwrap();
-    std::fs::remove_file(d.path().join(METRICS_JSONL)).unwrap();
-    let back = run_rows(d.path(), METRICS_JSONL, METRICS_PARQUET).unwrap();
-    assert_eq!(back, rows);
-}
-
-#[test]
 fn tables_from_run_directories() {
     let g = Grid::parse(
         "
@@ -179,14 +148,15 @@ axes: { optim.lr: [1.0e-4, 2.0e-4] }
     )
     .unwrap();
     let d = tempfile::tempdir().unwrap();
-    let gdir = prepare(&g, d.path()).unwrap();
+    let (gdir, _) = prepare(&g, d.path(), PrepareMode::default()).unwrap();
     for (i, r) in g.runs.iter().enumerate() {
         let dir = gdir.join("runs").join(&r.id);
         let lines: String = (1..=4)
             .map(|s| format!("{{\"step\": {s}, \"critic/score/mean\": {}}}\n", i * 10 + s))
             .collect();
         std::fs::write(dir.join(METRICS_JSONL), lines).unwrap();
-        let mut st = RunStatus::new(r, RunState::Done);
+        let rec = crate::grid::manifest::record(r);
+        let mut st = RunStatus::new(&rec, 4, RunState::Done);
         st.step = 4;
         st.write(&dir).unwrap();
     }
@@ -212,4 +182,13 @@ axes: { optim.lr: [1.0e-4, 2.0e-4] }
         header.starts_with("point,label,optim.lr,n_runs,n_done,divergences"),
         "{header}"
     );
+}
+
+#[test]
+fn last_k_zero_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let e = build_tables(d.path(), &TableOptions { last_k: 0 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("last-k must be at least 1"), "{e}");
 }

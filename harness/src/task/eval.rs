@@ -1,7 +1,7 @@
 //! The evaluation protocol: which sets, how many samples per problem (`eval.k`, per set
 //! `eval.k_per_set`), how they are sampled (`eval.temperature`, `top_p`, `top_k`,
 //! `max_new_tokens`), how many sequences at once; and avg@k / pass@k over a held-out set.
-use crate::config::{EvalConfig, RunConfig};
+use crate::config::{EvalConfig, RawRunConfig, RunConfig};
 
 /// Problems generated for a synthetic task's eval set when `eval.prompts` is unset.
 pub use super::synthetic::DEFAULT_EVAL_SIZE;
@@ -24,6 +24,12 @@ pub fn batch_size(cfg: &RunConfig) -> usize {
         .batch_size
         .unwrap_or(cfg.rollout.prompts_per_step * cfg.rollout.group_size)
         .max(1)
+}
+
+/// Sequences per engine call for a set with `k` samples per problem: whole problems, as many
+/// as fit in [`batch_size`], at least one.
+pub fn sequences_per_call(cfg: &RunConfig, k: usize) -> usize {
+    (batch_size(cfg) / k.max(1)).max(1) * k
 }
 
 /// Published sizes of the usual evaluation sets, by the names the paper grids use; `plan` takes
@@ -72,7 +78,7 @@ pub fn eval_workload(cfg: &RunConfig) -> Vec<(String, usize, usize)> {
 }
 
 /// Checks of the task's and the evaluation protocol's keys: `(key path, problem)` for each.
-pub fn check_config(cfg: &RunConfig) -> Vec<(String, String)> {
+pub fn check_config(cfg: &RawRunConfig) -> Vec<(String, String)> {
     let mut errs = Vec::new();
     let mut fail = |path: &str, msg: String| errs.push((path.to_string(), msg));
     let ev = &cfg.eval;
@@ -171,10 +177,14 @@ mod tests {
     }
 
     fn cfg(extra: &str) -> RunConfig {
+        raw(extra).check().unwrap()
+    }
+
+    fn raw(extra: &str) -> RawRunConfig {
         let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../tests/fixtures/math/data");
         serde_yaml::from_str(&format!(
-            "model: {{ name: m }}\n\
+            "model: {{ name: models/m }}\n\
              task: {{ name: math, train_file: t.jsonl, eval_files: {{ aime24: {}/aime24.parquet, \
              math500: missing/math500.jsonl, mine: missing.jsonl }} }}\n\
              algorithm: {{ name: grpo }}\n\
@@ -191,6 +201,9 @@ mod tests {
         assert_eq!(k_for(&c.eval, "math500"), 4);
         assert_eq!(max_new_tokens(&c), 64);
         assert_eq!(batch_size(&c), 8);
+        assert_eq!(sequences_per_call(&c, 4), 8);
+        assert_eq!(sequences_per_call(&c, 3), 6);
+        assert_eq!(sequences_per_call(&c, 32), 32);
         // counted in the file / published size / unknown and no cap
         assert_eq!(
             eval_workload(&c),
@@ -203,12 +216,12 @@ mod tests {
         let capped = cfg("eval: { prompts: 100 }");
         assert_eq!(eval_workload(&capped)[1], ("math500".to_string(), 100, 1));
         assert_eq!(max_new_tokens(&capped), 16);
-        assert!(check_config(&c).is_empty());
+        assert!(check_config(&c.clone().into_raw()).is_empty());
     }
 
     #[test]
     fn bad_protocol_keys_are_named() {
-        let c = cfg("eval: { prompts: 0, k_per_set: { aime: 32, math500: 0 }, top_p: 0 }");
+        let c = raw("eval: { prompts: 0, k_per_set: { aime: 32, math500: 0 }, top_p: 0 }");
         let paths: Vec<String> = check_config(&c).into_iter().map(|(p, _)| p).collect();
         assert_eq!(
             paths,
@@ -219,7 +232,7 @@ mod tests {
                 "eval.top_p"
             ]
         );
-        let synthetic: RunConfig = serde_yaml::from_str(
+        let synthetic: RawRunConfig = serde_yaml::from_str(
             "model: { name: tiny-qwen3 }\ntask: { name: addition, enable_thinking: true }\n\
              algorithm: { name: grpo }\n",
         )

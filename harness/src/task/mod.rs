@@ -69,8 +69,8 @@ pub fn build_task(cfg: &crate::config::TaskConfig, model: &str) -> crate::Result
         )?));
     }
     let dir = math_model_dir(model)?;
-    let tok = crate::model::tokenizer::Tokenizer::from_hf(dir)?;
-    let template = crate::model::tokenizer::ChatTemplate::from_model_dir(dir)?;
+    let tok = crate::model::tokenizer::Tokenizer::from_hf(&dir)?;
+    let template = crate::model::tokenizer::ChatTemplate::from_model_dir(&dir)?;
     let instruction = cfg
         .instruction
         .as_deref()
@@ -109,31 +109,30 @@ pub fn build_task(cfg: &crate::config::TaskConfig, model: &str) -> crate::Result
     )?))
 }
 
-/// The model directory the math task reads its tokenizer from, or an error that says which of
-/// the directory and its `tokenizer.json` is missing, with the path.
-fn math_model_dir(model: &str) -> crate::Result<&std::path::Path> {
+/// The model directory the math task reads its tokenizer from (a path, or a Hub id found in the
+/// local Hugging Face cache: [`crate::model::hub::resolve`]), or an error that says which of the
+/// directory and its `tokenizer.json` is missing, with the path.
+fn math_model_dir(model: &str) -> crate::Result<std::path::PathBuf> {
     use crate::Error;
-    let dir = std::path::Path::new(model);
-    if crate::model::presets::PRESETS.contains(&model) && !dir.exists() {
+    let path = std::path::Path::new(model);
+    if crate::model::presets::PRESETS.contains(&model) && !path.exists() {
         return Err(Error::Input(format!(
             "task `math` needs a Hugging Face model directory with tokenizer.json; `{model}` is a \
              preset (character vocabulary)"
         )));
     }
-    if !dir.exists() {
-        return Err(Error::Input(format!(
-            "task `math`: model directory `{}` does not exist (download the checkpoint there, \
-             e.g. `huggingface-cli download Qwen/Qwen3-8B --local-dir {}`)",
-            dir.display(),
-            dir.display()
-        )));
-    }
-    if !dir.is_dir() {
+    if path.exists() && !path.is_dir() {
         return Err(Error::Input(format!(
             "task `math`: model `{}` is not a directory",
-            dir.display()
+            path.display()
         )));
     }
+    let dir = crate::model::hub::resolve(model).map_err(|e| {
+        Error::Input(format!(
+            "task `math`: {e} (download the checkpoint, e.g. `huggingface-cli download \
+             Qwen/Qwen3-8B --local-dir <dir>`)"
+        ))
+    })?;
     let tokenizer = dir.join("tokenizer.json");
     if !tokenizer.exists() {
         return Err(Error::Input(format!(
@@ -165,7 +164,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let missing = tmp.path().join("models/Qwen3-8B");
         let e = err(missing.to_str().unwrap());
-        assert!(e.contains("does not exist"), "{e}");
+        assert!(e.contains("no directory"), "{e}");
         assert!(e.contains(missing.to_str().unwrap()), "{e}");
         assert!(!e.contains("tokenizer.json` is missing"), "{e}");
 

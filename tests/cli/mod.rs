@@ -9,6 +9,7 @@ mod grid;
 mod hub;
 mod logprobs_lines;
 mod lora_targets;
+mod math;
 mod model;
 mod objective;
 mod output_dirs;

@@ -1,4 +1,5 @@
 //! Tests of the `harness` binary.
+mod gate_mutants;
 mod gpu_bench;
 mod grid;
 mod model;

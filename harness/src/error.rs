@@ -1,19 +1,17 @@
 //! The library's one error type.
+//!
+//! Each message is complete on its own (`{path}: {reason}`), so wrapped errors are not also
+//! exposed as `source()`: a chain printer (`{:#}`) would otherwise print the OS error twice.
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: invalid JSON: {source}")]
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{}: invalid JSON: {err}", path.display())]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
     #[error("invalid model config: {0}")]
     Config(String),
@@ -35,6 +33,9 @@ pub enum Error {
     Input(String),
     #[error("unknown model preset `{0}` (known: {1})")]
     UnknownPreset(String, String),
+    /// A model named by path or Hub id that is not on this machine.
+    #[error("model `{spec}`: {msg}")]
+    ModelNotFound { spec: String, msg: String },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
@@ -42,10 +43,33 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, err: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            err,
         }
+    }
+
+    pub fn json(path: impl Into<PathBuf>, err: serde_json::Error) -> Self {
+        Error::Json {
+            path: path.into(),
+            err,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_name_the_path_and_the_os_error_once() {
+        let e = std::fs::read("/nonexistent/x").unwrap_err();
+        let e = Error::io("/nonexistent/x", e);
+        let text = e.to_string();
+        assert!(text.starts_with("/nonexistent/x: "), "{text}");
+        assert!(text.contains("os error 2"), "{text}");
+        // Chain printers (anyhow's `{:#}`) append each source: there must be none.
+        assert!(std::error::Error::source(&e).is_none());
     }
 }

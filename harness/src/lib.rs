@@ -17,6 +17,9 @@ pub mod train;
 
 pub use error::{Error, Result};
 
+#[cfg(test)]
+mod tests_imports;
+
 /// libtorch's RNG and thread count are process-global: tests that seed it (or compare seeded
 /// results) hold this lock so parallel tests do not interleave their draws.
 #[cfg(test)]

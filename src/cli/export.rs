@@ -1,13 +1,22 @@
 //! `harness export RUN_DIR`: write a run's trained policy (latest checkpoint) as a PEFT adapter
-//! directory (LoRA runs) and/or a merged Hugging Face model directory.
-use super::{CliResult, Failure};
-use anyhow::anyhow;
+//! directory (LoRA runs), a merged Hugging Face model directory, and/or the frozen base the
+//! adapter applies to; tokenizer files travel along when the run's model directory has them.
+use super::{check_output_dir, CliResult, Failure};
+use anyhow::{anyhow, Context};
+use harness::model::hub::{locate, ModelSource};
+use harness::model::save_hf_dir;
+use harness::model::weights::TOKENIZER_FILES;
 use harness::runtime::parse_dtype;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use tch::Kind;
 
 /// Export a run's policy from its latest checkpoint. `--adapter DIR`: PEFT adapter
 /// (`adapter_model.safetensors` + `adapter_config.json`; LoRA runs only). `--merged DIR`: HF model
 /// directory (`config.json` + safetensors) with LoRA adapters merged into the base weights.
+/// `--base DIR`: the frozen base weights the adapter was trained on, as a HF model directory (the
+/// adapter's `base_model_name_or_path` then points there). Output folders must be new or empty
+/// unless --force. The run's tokenizer files (tokenizer.json, …) are copied into every folder
+/// when its model is a directory that has them; presets have none.
 #[derive(clap::Args)]
 pub struct Args {
     /// A run directory (`runs/<grid>/runs/<id>`, with `config.yaml` and `checkpoints/`).
@@ -18,29 +27,150 @@ pub struct Args {
     /// Write the merged HF model directory here.
     #[arg(long)]
     merged: Option<PathBuf>,
+    /// Write the adapter's frozen base model here (LoRA runs), stored as it was trained.
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Dtype of the merged weights: fp32, bf16 or fp16 (adapters are always fp32).
     #[arg(long, default_value = "bf16")]
     dtype: String,
+    /// Write into folders that already hold files: only the files export writes are replaced.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
-    if a.adapter.is_none() && a.merged.is_none() {
+    let targets: Vec<(&str, &PathBuf)> = [
+        ("--adapter", &a.adapter),
+        ("--merged", &a.merged),
+        ("--base", &a.base),
+    ]
+    .into_iter()
+    .filter_map(|(f, d)| d.as_ref().map(|d| (f, d)))
+    .collect();
+    if targets.is_empty() {
         return Err(Failure::bad_input(anyhow!(
-            "nothing to export: give --adapter DIR and/or --merged DIR"
+            "nothing to export: give --adapter DIR, --merged DIR and/or --base DIR"
         )));
     }
-    let kind = parse_dtype(&a.dtype)?;
-    harness::train::policy::export_run(
-        &a.run_dir,
-        a.adapter.as_deref(),
-        a.merged.as_deref(),
-        kind,
-    )?;
-    if let Some(d) = &a.adapter {
-        println!("adapter: {}", d.display());
+    for (i, (flag, dir)) in targets.iter().enumerate() {
+        if let Some((other, _)) = targets[..i].iter().find(|(_, d)| d == dir) {
+            return Err(Failure::bad_input(anyhow!(
+                "{other} and {flag} name the same folder {}: give each its own",
+                dir.display()
+            )));
+        }
+        check_output_dir(dir, a.force, flag)?;
     }
-    if let Some(d) = &a.merged {
-        println!("merged: {}", d.display());
+    let kind = parse_dtype(&a.dtype)?;
+    let (cfg, policy) = harness::train::policy::load_run_policy(&a.run_dir)?;
+    let lora = cfg.model.lora.as_ref();
+    if lora.is_none() && (a.adapter.is_some() || a.base.is_some()) {
+        return Err(Failure::bad_input(anyhow!(
+            "this run has no `model.lora`, so no adapter or separate base: export it with --merged"
+        )));
+    }
+    // Where the run's model came from: its tokenizer files, if any, go along.
+    let model_dir = match locate(&cfg.model.name)? {
+        ModelSource::Dir(d) => Some(d),
+        ModelSource::Preset(_) => None,
+    };
+    let tokenizer: Vec<&str> = model_dir.as_deref().map_or(vec![], |d| {
+        TOKENIZER_FILES
+            .iter()
+            .copied()
+            .filter(|f| d.join(f).is_file())
+            .collect()
+    });
+    let copy_tokenizer = |dir: &Path, adapter: bool| -> anyhow::Result<()> {
+        for f in &tokenizer {
+            if adapter && *f == "generation_config.json" {
+                continue;
+            }
+            let src = model_dir.as_ref().unwrap().join(f);
+            std::fs::copy(&src, dir.join(f))
+                .with_context(|| format!("copying {} to {}", src.display(), dir.display()))?;
+        }
+        Ok(())
+    };
+
+    if let Some(dir) = &a.base {
+        let stored = policy
+            .named_parameters()
+            .first()
+            .map_or(Kind::Float, |(_, t)| t.kind());
+        save_hf_dir(&policy.cfg, policy.named_parameters(), dir, stored, 5 << 30)?;
+        copy_tokenizer(dir, false)?;
+        println!("base: {}", dir.display());
+    }
+    if let (Some(dir), Some(l)) = (&a.adapter, lora) {
+        // With --base, the adapter names the folder it was written to (absolute, so PEFT finds
+        // it from anywhere); otherwise the run's model spec.
+        let base_name = match &a.base {
+            Some(b) => std::path::absolute(b)
+                .with_context(|| format!("resolving {}", b.display()))?
+                .display()
+                .to_string(),
+            None => cfg.model.name.clone(),
+        };
+        policy.save_peft_adapter(l, &base_name, dir)?;
+        copy_tokenizer(dir, true)?;
+        println!(
+            "adapter: {} (base_model_name_or_path: {base_name})",
+            dir.display()
+        );
+    }
+    if let Some(dir) = &a.merged {
+        save_hf_dir(
+            &policy.cfg,
+            policy.merged_named_parameters(),
+            dir,
+            kind,
+            5 << 30,
+        )?;
+        copy_tokenizer(dir, false)?;
+        println!("merged: {}", dir.display());
+    }
+    match (&model_dir, tokenizer.is_empty()) {
+        (Some(d), false) => println!(
+            "tokenizer: copied {} from {}",
+            tokenizer.join(", "),
+            d.display()
+        ),
+        (Some(d), true) => println!("tokenizer: none ({} has no tokenizer files)", d.display()),
+        (None, _) => println!(
+            "tokenizer: none (the preset `{}` uses the harness's character vocabulary, \
+             harness::model::tokenizer::CharTokenizer, not a Hugging Face tokenizer)",
+            cfg.model.name
+        ),
+    }
+    if a.adapter.is_some() && a.base.is_none() && model_dir.is_none() {
+        let seed = cfg
+            .model
+            .init_seed
+            .map(|s| s.to_string())
+            .or_else(|| run_seed(&a.run_dir))
+            .unwrap_or_else(|| "<the run's seed>".into());
+        println!(
+            "note: the adapter's base_model_name_or_path is the preset `{}`, which is no Hugging \
+             Face model: write its base with `--base DIR`, or rebuild it with `harness init {} \
+             --seed {seed} --dtype {} --out DIR`",
+            cfg.model.name,
+            cfg.model.name,
+            harness::runtime::dtype_name(
+                policy
+                    .named_parameters()
+                    .first()
+                    .map_or(Kind::Float, |(_, t)| t.kind())
+            )
+        );
     }
     Ok(())
+}
+
+/// The run's seed as its latest checkpoint records it (best effort: `None` when unreadable).
+fn run_seed(run_dir: &Path) -> Option<String> {
+    let (_, ck) = harness::train::checkpoint::latest(run_dir)?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ck.join("meta.json")).ok()?).ok()?;
+    meta.get("seed").map(|s| s.to_string())
 }

@@ -1,16 +1,25 @@
 //! `harness inspect`: config summary, parameter counts and memory estimates.
-use super::CliResult;
-use harness::model::{model_config, Qwen3Config};
+use super::{CliResult, Failure};
+use anyhow::anyhow;
+use harness::config::LoraConfig;
+use harness::grid::plan::lora_params;
+use harness::model::lora::LORA_TARGETS;
+use harness::model::model_config;
 
 /// Show a model's config, parameter count (total / active for MoE) and memory estimates.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A local Hugging Face model directory, or a preset (tiny-qwen3, tiny-qwen3-moe, qwen3-0.6b,
-    /// qwen3-1.7b, qwen3-8b, qwen3-30b-a3b).
+    /// A local Hugging Face model directory, a Hugging Face Hub id in the local cache
+    /// (Qwen/Qwen3-8B), or a preset (tiny-qwen3, tiny-qwen3-moe, qwen3-0.6b, qwen3-1.7b, qwen3-8b,
+    /// qwen3-30b-a3b).
     model: String,
     /// LoRA rank used for the LoRA memory estimate.
     #[arg(long, default_value_t = 64)]
     lora_rank: u64,
+    /// Projections that get LoRA adapters, comma-separated (default: a run's default,
+    /// q_proj,k_proj,v_proj,o_proj; also gate_proj, up_proj, down_proj).
+    #[arg(long, value_delimiter = ',')]
+    lora_targets: Vec<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -25,28 +34,36 @@ fn gib(bytes: f64) -> String {
     }
 }
 
-/// Trainable parameters of LoRA on q,k,v,o,gate,up,down of every dense layer (experts excluded).
-pub fn lora_params(cfg: &Qwen3Config, rank: u64) -> u64 {
-    let h = cfg.hidden_size as u64;
-    let q = (cfg.num_attention_heads * cfg.head_dim) as u64;
-    let kv = (cfg.num_key_value_heads * cfg.head_dim) as u64;
-    let attn = rank * ((h + q) * 2 + (h + kv) * 2);
-    let mut total = 0;
-    for l in 0..cfg.num_hidden_layers {
-        let mlp = if cfg.is_sparse_layer(l) {
-            0
-        } else {
-            3 * rank * (h + cfg.intermediate_size as u64)
-        };
-        total += attn + mlp;
-    }
-    total
+/// The LoRA targets a run uses when `model.lora.targets` is not given.
+fn default_targets() -> Vec<String> {
+    // Parsed, not copied, so it cannot drift from the run config's default.
+    serde_yaml::from_str::<LoraConfig>("rank: 1")
+        .map(|l| l.targets)
+        .unwrap_or_default()
 }
 
 pub fn run(a: Args) -> CliResult {
+    let targets = if a.lora_targets.is_empty() {
+        default_targets()
+    } else {
+        a.lora_targets.clone()
+    };
+    if let Some(bad) = targets.iter().find(|t| !LORA_TARGETS.contains(&t.as_str())) {
+        return Err(Failure::bad_input(anyhow!(
+            "--lora-targets: unknown projection `{bad}` (one of {})",
+            LORA_TARGETS.join(", ")
+        )));
+    }
     let cfg = model_config(&a.model)?;
+    let mlp = |t: &&String| ["gate_proj", "up_proj", "down_proj"].contains(&t.as_str());
+    if let Some(t) = targets.iter().find(mlp).filter(|_| cfg.is_moe()) {
+        return Err(Failure::bad_input(anyhow!(
+            "--lora-targets: `{t}` is not supported on MoE models (stacked experts take no \
+             adapters): use q_proj, k_proj, v_proj, o_proj"
+        )));
+    }
     let (total, active) = cfg.param_counts();
-    let lora = lora_params(&cfg, a.lora_rank);
+    let lora = lora_params(&cfg, a.lora_rank, &targets);
     // bf16 weights; full fine-tuning: bf16 weights + fp32 master + two fp32 moments + bf16 grads.
     let weights_bf16 = total as f64 * 2.0;
     let weights_fp32 = total as f64 * 4.0;
@@ -62,7 +79,7 @@ pub fn run(a: Args) -> CliResult {
                 "weights_bf16": weights_bf16, "weights_fp32": weights_fp32,
                 "full_finetune_adamw": full_ft, "lora": lora_mem,
             },
-            "lora_rank": a.lora_rank, "lora_params": lora,
+            "lora_rank": a.lora_rank, "lora_targets": targets, "lora_params": lora,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return Ok(());
@@ -124,8 +141,9 @@ pub fn run(a: Args) -> CliResult {
         gib(full_ft)
     );
     println!(
-        "             LoRA r={} ({lora} trainable params) on a frozen bf16 base {}",
+        "             LoRA r={} on {} ({lora} trainable params) on a frozen bf16 base {}",
         a.lora_rank,
+        targets.join(","),
         gib(lora_mem)
     );
     println!("             (activations not included: see `harness plan`)");

@@ -1,5 +1,7 @@
 //! Command-line interface. Exit codes: 0 ok, 1 a check failed, 2 bad input.
+use anyhow::anyhow;
 use clap::{Parser, Subcommand};
+use std::path::Path;
 use std::process::ExitCode;
 
 mod bench;
@@ -9,6 +11,7 @@ mod gate;
 mod init;
 mod inspect;
 mod logprobs;
+mod objective;
 mod plan;
 mod report;
 mod run;
@@ -23,6 +26,11 @@ mod validate;
     about = "Reproducibility and ablation harness for LLM RL under train-inference discrepancy"
 )]
 struct Cli {
+    /// Let models named by Hugging Face Hub id (`Qwen/Qwen3-8B`) that are not in the local cache
+    /// be downloaded into it (HF_ENDPOINT and HF_TOKEN are honoured). Without it the harness is
+    /// offline. Same as HARNESS_HUB_DOWNLOAD=1, which grid jobs inherit.
+    #[arg(long, global = true)]
+    hub_download: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -32,6 +40,7 @@ enum Cmd {
     Inspect(inspect::Args),
     Init(init::Args),
     Logprobs(logprobs::Args),
+    Objective(objective::Args),
     Validate(validate::Args),
     Plan(plan::Args),
     Run(run::Args),
@@ -79,8 +88,43 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 
 pub type CliResult = Result<(), Failure>;
 
+/// Refuse to write into `dir` when it already holds anything, unless `force` (then the writer
+/// replaces only the files it writes). `flag` names the option that gave `dir`.
+pub fn check_output_dir(dir: &Path, force: bool, flag: &str) -> CliResult {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Failure::bad_input(anyhow!("{flag} {}: {e}", dir.display()))),
+        Ok(entries) => entries,
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() || force {
+        return Ok(());
+    }
+    names.sort();
+    let more = names.len().saturating_sub(5);
+    names.truncate(5);
+    Err(Failure::bad_input(anyhow!(
+        "{flag} {}: the folder is not empty ({}{}); choose an empty or new folder, or pass \
+         --force to write into it (only the files this command writes are replaced)",
+        dir.display(),
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.hub_download {
+        // Set before any thread starts; grid jobs (child processes) inherit it.
+        std::env::set_var(harness::model::hub::DOWNLOAD_ENV, "1");
+    }
     let res = match cli.cmd {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::BenchStep(a) => bench::run(a),
@@ -90,6 +134,7 @@ pub fn main() -> ExitCode {
         Cmd::Export(a) => export::run(a),
         Cmd::Init(a) => init::run(a),
         Cmd::Logprobs(a) => logprobs::run(a),
+        Cmd::Objective(a) => objective::run(a),
         Cmd::Validate(a) => validate::run(a),
         Cmd::Plan(a) => plan::run(a),
         Cmd::Run(a) => run::run(a),

@@ -1,7 +1,7 @@
 //! `harness run <grid>`: run a grid's runs in parallel child processes, with resume; or, when
 //! `--only` names a single run, train that one run in this process (what the children and Slurm
 //! array tasks do, from the saved grid directory).
-use super::validate::load;
+use super::validate::{load, SetArgs};
 use super::{CliResult, Failure};
 use anyhow::anyhow;
 use harness::config::RunConfig;
@@ -30,6 +30,8 @@ pub struct Args {
     /// Grid file (`experiments/*.yaml`), or a grid's output directory (`DIR/<grid>`) to run its
     /// saved copy.
     grid: PathBuf,
+    #[command(flatten)]
+    set: SetArgs,
     /// Output directory; the grid goes to `DIR/<grid name>`.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -70,9 +72,15 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let devices = device_list(&a)?;
     if is_grid_dir(&a.grid) {
+        if !a.set.set.is_empty() {
+            return Err(Failure::bad_input(anyhow!(
+                "--set changes a grid file's base; {} is a saved grid (its runs' configs are fixed)",
+                a.grid.display()
+            )));
+        }
         return run_saved(&a, &devices);
     }
-    let grid = load(&a.grid)?;
+    let grid = load(&a.grid, &a.set)?;
     let now = manifest(&grid);
     if !a.extend {
         select(&now, &a.only)?;

@@ -1,5 +1,5 @@
 //! `harness slurm <grid>`: an sbatch job-array script, one array task per run.
-use super::validate::load;
+use super::validate::{load, SetArgs};
 use super::CliResult;
 use anyhow::Context;
 use harness::grid::runner::{prepare, PrepareMode};
@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub struct Args {
     /// Grid file (`experiments/*.yaml`).
     grid: PathBuf,
+    #[command(flatten)]
+    set: SetArgs,
     /// Output directory (on storage the cluster's nodes share).
     #[arg(long, default_value = "runs")]
     out: PathBuf,
@@ -58,7 +60,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let grid = load(&a.grid)?;
+    let grid = load(&a.grid, &a.set)?;
     if !a.extend {
         select(&harness::grid::manifest::manifest(&grid), &a.only)?;
     }

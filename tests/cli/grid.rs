@@ -67,7 +67,13 @@ fn shipped_experiments_validate() {
     for e in std::fs::read_dir(root().join("experiments")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
-            let out = harness().arg("validate").arg(&p).output().unwrap();
+            // The paper grids name weights and data that are not in the repository.
+            let out = harness()
+                .arg("validate")
+                .arg(&p)
+                .arg("--no-file-checks")
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{}: {}", p.display(), text(&out));
             assert!(text(&out).contains(": ok: grid"), "{}", text(&out));
             n += 1;

@@ -6,10 +6,12 @@ against central finite differences before anything is written.
 
     python3 tests/golden/objectives.py > tests/golden/objectives.json
 
-Conventions shared with the Rust side (documented there too):
-  * loss = sum_t g_t * l_t, with g the aggregation coefficients of `loss_agg_mode` (see `agg_coef`);
-    sequences without any token in the mask are left out of the sequence means;
-  * mismatch corrections that "drop" tokens or sequences remove them from the aggregation mask;
+Conventions shared with the Rust side (documented in docs/algorithms.md; verl 0.9.1's definitions):
+  * loss = sum_t g_t * l_t, with g the aggregation coefficients of `loss_agg_mode` (see `agg_coef`):
+    token-mean divides by the tokens left after rejections, the seq-mean modes by the sequences
+    that have a response token (a rejected sequence still counts);
+  * rejections (MIS, Seq-MIS, Geo-RS) remove tokens or sequences from the loss mask; IS weights
+    (TIS, Seq-TIS, Seq-MIS, IcePop) multiply the per-token loss, IcePop's zeros stay in the mask;
   * log-ratios are clamped to [-20, 20] before exp (never active on this batch);
   * DPPO's loss value is the documented surrogate  -A * sg(min(r~, C)) * M * log pi.
 """
@@ -122,18 +124,20 @@ EPS_STD = 1e-6
 
 
 # ---------------------------------------------------------------- aggregation
-def agg_coef(mask, mode, norm=None):
-    """g with loss = sum(g * l) for each loss_agg_mode (mask already includes dropped tokens)."""
-    n_seq = mask.sum(axis=1, keepdims=True)
-    n_valid = max((n_seq > 0).sum(), 1)
+def agg_coef(kept, mode, norm=None, mask=None):
+    """g with loss = sum(g * l) for each loss_agg_mode: `kept` is the loss mask (after rejections),
+    `mask` the response mask (its sequences are the seq-mean denominator)."""
+    mask = kept if mask is None else mask
+    n_seq = kept.sum(axis=1, keepdims=True)
+    n_valid = max((mask.sum(axis=1) > 0).sum(), 1)
     if mode == "token-mean":
-        return mask / max(mask.sum(), 1.0)
+        return kept / max(kept.sum(), 1.0)
     if mode == "seq-mean-token-mean":
-        return mask / np.maximum(n_seq, 1.0) / n_valid
+        return kept / np.maximum(n_seq, 1.0) / n_valid
     if mode == "seq-mean-token-sum":
-        return mask / n_valid
+        return kept / n_valid
     if mode == "seq-mean-token-sum-norm":
-        return mask / n_valid / (mask.shape[1] if norm is None else norm)
+        return kept / n_valid / (kept.shape[1] if norm is None else norm)
     raise ValueError(mode)
 
 
@@ -159,37 +163,39 @@ def kl_terms(logp, ref, est):
 
 # ---------------------------------------------------------------- corrections
 def corrections(old, mu, mask, items):
-    """(IS weights, aggregation mask, metrics) for a list of corrections; rho = pi_old / mu."""
+    """(IS weights, loss mask) for a list of corrections; rho = pi_old / mu."""
     log_rho = np.where(mask > 0, old - mu, 0.0)
     w = np.ones_like(old)
     keep = mask.copy()
     n_seq = np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
     seq_log = (log_rho * mask).sum(axis=1, keepdims=True)
+    k1 = -log_rho  # verl's rejection statistic log(mu / pi_old)
     for it in items:
         kind = it["type"]
+        c = it.get("c", 2.0)
         if kind == "tis":
-            w = w * np.minimum(np.exp(log_rho), it["c"])
+            w = w * np.minimum(np.exp(log_rho), c)
         elif kind == "mis":
-            keep = keep * (np.exp(log_rho) <= it["c"])
+            upper = math.inf if it.get("one_sided") else math.log(c)
+            keep = keep * ((k1 >= -math.log(c)) & (k1 <= upper))
         elif kind == "seq-tis":
-            w = w * np.minimum(np.exp(seq_log), it["c"])
+            w = w * np.minimum(np.exp(seq_log), c)
         elif kind == "seq-mis":
-            keep = keep * (np.exp(seq_log) <= it["c"])
+            s = (k1 * mask).sum(axis=1, keepdims=True)
+            keep = keep * ((s >= -math.log(c)) & (s <= math.log(c)))
+            if it.get("weight", True):
+                w = w * np.minimum(np.exp(seq_log), c)
         elif kind == "geo-rs":
             upper = it["upper"]
             lower = it.get("lower") or 1.0 / upper
-            g = np.exp(seq_log / n_seq)
-            keep = keep * ((g >= lower) & (g <= upper))
+            g = (k1 * mask).sum(axis=1, keepdims=True) / n_seq
+            keep = keep * ((g >= math.log(lower)) & (g <= math.log(upper)))
         elif kind == "icepop":
             rho = np.exp(log_rho)
-            keep = keep * ((rho >= it["low"]) & (rho <= it["high"]))
+            w = w * np.where((rho >= it["low"]) & (rho <= it["high"]), rho, 0.0)
         else:
             raise ValueError(kind)
-    metrics = {
-        "actor/is_weight_mean": masked_mean(w, keep),
-        "actor/is_masked_frac": float(1.0 - keep.sum() / mask.sum()),
-    }
-    return w, keep, metrics
+    return w * mask, keep
 
 
 # ---------------------------------------------------------------- PPO-clip / GRPO
@@ -220,9 +226,9 @@ def pg_case(cfg, adv=ADV, logp=LOGP):
     dual = cfg.get("clip_ratio_c", 3.0)
     mode = cfg.get("loss_agg_mode", "token-mean")
     norm = cfg.get("loss_agg_norm")
-    w, keep, mets = corrections(OLD, MU, MASK, cfg.get("corrections", []))
+    w, keep = corrections(OLD, MU, MASK, cfg.get("corrections", []))
     l, d, clipped, dualf = clip_terms(logp, OLD, adv, lo, hi, dual)
-    g = agg_coef(keep, mode, norm)
+    g = agg_coef(keep, mode, norm, MASK)
     pg = float((g * w * l).sum())
     grad = g * w * d
     metrics = {
@@ -231,8 +237,6 @@ def pg_case(cfg, adv=ADV, logp=LOGP):
         "actor/pg_clipfrac_lower": masked_mean(dualf, keep),
         "actor/ppo_kl": masked_mean(OLD - logp, keep),
     }
-    if cfg.get("corrections"):
-        metrics.update(mets)
     loss = pg
     if cfg.get("kl") is not None:
         kv, kd = kl_terms(logp, REF, cfg["kl"]["estimator"])
@@ -259,44 +263,44 @@ def ppo_case(cfg):
     loss, grad, metrics = pg_case(cfg)
     eps = cfg.get("cliprange_value", 0.5)
     coef = cfg.get("vf_coef", 1.0)
-    g = agg_coef(MASK, cfg.get("loss_agg_mode", "token-mean"), cfg.get("loss_agg_norm"))
+    _, keep = corrections(OLD, MU, MASK, cfg.get("corrections", []))
+    g = agg_coef(keep, cfg.get("loss_agg_mode", "token-mean"), cfg.get("loss_agg_norm"), MASK)
     v, dv, clipped = value_terms(VALUES, OLD_VALUES, RETURNS, eps)
     vf = float((g * v).sum())
     metrics["critic/vf_loss"] = vf
-    metrics["critic/vf_clipfrac"] = masked_mean(clipped, MASK)
+    metrics["critic/vf_clipfrac"] = masked_mean(clipped, keep)
     return loss + coef * vf, grad, metrics, coef * g * dv
 
 
 # ---------------------------------------------------------------- DPPO
-def bern_kl(mu, pi, eps=1e-6):
-    mu = np.clip(mu, eps, 1 - eps)
-    pi = np.clip(pi, eps, 1 - eps)
-    return mu * np.log(mu / pi) + (1 - mu) * np.log((1 - mu) / (1 - pi))
+def bern_kl(mu, pi, eps=1e-8):
+    return mu * np.log(mu / pi) + (1 - mu) * np.log((1 - mu + eps) / (1 - pi + eps))
 
 
 def dppo_case(cfg):
     div = cfg.get("divergence", "binary-tv")
     delta = cfg.get("delta") or (0.15 if div.endswith("tv") else 0.05)
+    low, high = cfg.get("delta_low", delta), cfg.get("delta_high", delta)
     cap = cfg.get("is_cap", 10.0)
     mode = cfg.get("loss_agg_mode", "seq-mean-token-sum-norm")
     pi, mu = np.exp(LOGP), np.exp(MU)
     d = pi - mu
-    toward = ((ADV > 0) & (d > 0)) | ((ADV < 0) & (d < 0))
     if div == "binary-tv":
         dist = np.abs(d)
     elif div == "binary-kl":
         dist = bern_kl(mu, pi)
     else:
         pk, mk = np.exp(TOPK_LOGP), np.exp(MU_TOPK_LOGP)
-        prest = np.clip(1 - pk.sum(-1), 1e-6, None)
-        mrest = np.clip(1 - mk.sum(-1), 1e-6, None)
+        prest = np.clip(1 - pk.sum(-1), 1e-12, None)
+        mrest = np.clip(1 - mk.sum(-1), 1e-12, None)
         if div == "topk-tv":
             dist = 0.5 * (np.abs(pk - mk).sum(-1) + np.abs(prest - mrest))
         else:
             dist = (mk * np.log(mk / pk)).sum(-1) + mrest * np.log(mrest / prest)
-    masked = VALID & toward & (dist > delta)
+    # A > 0: moved up beyond delta_high; otherwise moved down beyond delta_low.
+    masked = VALID & np.where(ADV > 0, (d > 0) & (dist > high), (d < 0) & (dist > low))
     m = MASK * (~masked)
-    w = np.minimum(np.exp(LOGP - MU), cap)
+    w = np.minimum(np.exp(np.minimum(LOGP - MU, LN_CLAMP)), cap)
     g = agg_coef(MASK, mode, cfg.get("loss_agg_norm"))
     loss = float((g * (-ADV * w * m * LOGP)).sum())
     grad = g * (-ADV * w * m)
@@ -311,7 +315,7 @@ def dppo_case(cfg):
 
 # ---------------------------------------------------------------- DRPO
 def drpo_case(cfg, logp=LOGP):
-    delta = cfg.get("delta", 0.15)
+    delta = cfg.get("delta", 12.5)
     mode = cfg.get("loss_agg_mode", "seq-mean-token-sum-norm")
     pi, mu = np.exp(logp), np.exp(MU)
     rt = np.exp(logp - MU)
@@ -424,8 +428,10 @@ def main():
     corr_sets = {
         "tis": [{"type": "tis", "c": 2.0}],
         "mis": [{"type": "mis", "c": 2.0}],
+        "mis-one-sided": [{"type": "mis", "c": 1.5, "one_sided": True}],
         "seq-tis": [{"type": "seq-tis", "c": 2.0}],
         "seq-mis": [{"type": "seq-mis", "c": 2.0}],
+        "seq-mis-reject-only": [{"type": "seq-mis", "c": 1.5, "weight": False}],
         "geo-rs": [{"type": "geo-rs", "lower": 0.8, "upper": 1.25}],
         "icepop": [{"type": "icepop", "low": 0.5, "high": 5.0}],
         "tis+icepop": [{"type": "tis", "c": 2.0}, {"type": "icepop", "low": 0.5, "high": 5.0}],
@@ -447,6 +453,8 @@ def main():
     for div, delta in [("binary-kl", 0.065), ("topk-kl", 0.06)]:
         cfg = {"name": "dppo", "divergence": div, "delta": delta}
         add(f"dppo/{div}/delta{delta}", cfg, *dppo_case(cfg))
+    cfg = {"name": "dppo", "divergence": "binary-tv", "delta_low": 0.02, "delta_high": 0.2}
+    add("dppo/binary-tv/asymmetric", cfg, *dppo_case(cfg))
     cfg = {"name": "dppo", "divergence": "binary-tv", "delta": 0.1, "is_cap": 5.0, "loss_agg_mode": "token-mean"}
     add("dppo/binary-tv/delta0.1", cfg, *dppo_case(cfg))
     cfg = {"name": "drpo"}

@@ -1,19 +1,95 @@
-//! Run configuration: what one training run is, as declared in YAML (`base` of a grid, with axis
-//! values applied). Every struct denies unknown fields and documents its defaults; `validate.rs`
-//! checks ranges and cross-field rules once, after which the config is trusted.
+//! Run configuration: what one training run is, as declared in YAML (`base` of a grid, with a
+//! case's `set` and axis values applied).
+//!
+//! Two layers, in the style of linfa's `ParamGuard`:
+//! - [`RawRunConfig`]: the YAML as written (serde, unknown keys rejected, every field defaulted so
+//!   that a document with problems still deserialises around them, see `structure.rs`);
+//! - [`RunConfig`]: a checked config. The only ways to get one are [`RawRunConfig::check`],
+//!   [`check_document`], [`load_run_config`] and deserialising one (which checks); it is read
+//!   through `Deref` and cannot be changed in place, so code downstream trusts it and never
+//!   re-validates. [`RunConfig::edit`] changes a copy and checks it again.
+//!
+//! Checks that depend on the machine (model directories, data files, an external engine's file)
+//! are separate ([`inputs`]): `validate` and `run` do them, `plan` does not (a grid can be planned
+//! before its weights are downloaded).
 use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::ops::Deref;
+use std::path::Path;
 
+pub mod external;
+pub mod inputs;
+pub mod source;
+pub mod structure;
 pub mod validate;
 
-/// One run's full configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub use crate::model::lora::LoraConfig;
+pub use crate::model::MoeImpl;
+pub use source::{KeyPath, Seg};
+
+/// One problem of a config: where (key path) and what.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigError {
+    pub path: KeyPath,
+    pub msg: String,
+}
+
+impl ConfigError {
+    pub fn new(path: KeyPath, msg: impl Into<String>) -> Self {
+        ConfigError {
+            path,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{}: {}", self.path, self.msg)
+        }
+    }
+}
+
+/// Every problem found in one config, one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write_lines(f, &self.0)
+    }
+}
+
+/// Items one per line (no trailing newline): how lists of errors are shown.
+pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter, items: &[T]) -> fmt::Result {
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{e}")?;
+    }
+    Ok(())
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A run config as written: every section defaulted, required values checked by
+/// [`check`](RawRunConfig::check) (an empty `model.name` or a missing `algorithm` is reported there,
+/// with the other problems, instead of stopping deserialisation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunConfig {
+pub struct RawRunConfig {
+    #[serde(default)]
     pub model: ModelConfig,
+    #[serde(default)]
     pub task: TaskConfig,
     #[serde(default)]
     pub rollout: RolloutConfig,
-    pub algorithm: crate::objective::AlgorithmConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<crate::objective::AlgorithmConfig>,
     #[serde(default)]
     pub optim: OptimConfig,
     #[serde(default)]
@@ -24,11 +100,172 @@ pub struct RunConfig {
     pub checkpoint: CheckpointConfig,
 }
 
-/// Which model: a preset (random init) or a local HF directory.
+impl RawRunConfig {
+    /// Check every value and cross-field rule; every problem at once.
+    pub fn check(self) -> Result<RunConfig, ConfigErrors> {
+        let errors = validate::validate(&self);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(RunConfig::from_checked(self))
+    }
+}
+
+/// The sections of a checked [`RunConfig`] (read through it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSettings {
+    pub model: ModelConfig,
+    pub task: TaskConfig,
+    pub rollout: RolloutConfig,
+    pub algorithm: crate::objective::AlgorithmConfig,
+    pub optim: OptimConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+/// One run's full, checked configuration. Serialises as the YAML it was read from (with defaults
+/// filled in); deserialising one runs every check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunConfig {
+    #[serde(deserialize_with = "deserialize_checked")]
+    settings: RunSettings,
+}
+
+fn deserialize_checked<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RunSettings, D::Error> {
+    let raw = RawRunConfig::deserialize(d)?;
+    raw.check()
+        .map(|c| c.settings)
+        .map_err(serde::de::Error::custom)
+}
+
+impl Deref for RunConfig {
+    type Target = RunSettings;
+    fn deref(&self) -> &RunSettings {
+        &self.settings
+    }
+}
+
+impl RunConfig {
+    /// Only after [`validate::validate`] found nothing.
+    fn from_checked(raw: RawRunConfig) -> RunConfig {
+        RunConfig {
+            settings: RunSettings {
+                model: raw.model,
+                task: raw.task,
+                rollout: raw.rollout,
+                algorithm: raw.algorithm.expect("checked: algorithm is set"),
+                optim: raw.optim,
+                train: raw.train,
+                eval: raw.eval,
+                checkpoint: raw.checkpoint,
+            },
+        }
+    }
+
+    /// Back to the unchecked form (to change it and check it again).
+    pub fn into_raw(self) -> RawRunConfig {
+        let s = self.settings;
+        RawRunConfig {
+            model: s.model,
+            task: s.task,
+            rollout: s.rollout,
+            algorithm: Some(s.algorithm),
+            optim: s.optim,
+            train: s.train,
+            eval: s.eval,
+            checkpoint: s.checkpoint,
+        }
+    }
+
+    /// A changed copy, checked again.
+    pub fn edit(self, f: impl FnOnce(&mut RawRunConfig)) -> Result<RunConfig, ConfigErrors> {
+        let mut raw = self.into_raw();
+        f(&mut raw);
+        raw.check()
+    }
+}
+
+/// A run config document (a YAML value): every structural problem (unknown key, wrong type,
+/// unknown variant, each at its own key path) and every value problem, or the checked config.
+/// Value checks still run on the parts that deserialised, so a wrong type does not hide a range
+/// error elsewhere.
+pub fn check_document(doc: &serde_yaml::Value) -> Result<RunConfig, Vec<ConfigError>> {
+    let parsed = structure::parse::<RawRunConfig>(doc);
+    let mut errors: Vec<ConfigError> = parsed
+        .errors
+        .into_iter()
+        .map(|(path, msg)| ConfigError { path, msg })
+        .collect();
+    if let Some(raw) = parsed.value {
+        for e in validate::validate(&raw) {
+            // A removed (broken) value was replaced by its default: no second error about it.
+            if !parsed.removed.iter().any(|r| e.path.starts_with(r)) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            return Ok(RunConfig::from_checked(raw));
+        }
+    }
+    Err(errors)
+}
+
+/// Load a run's saved `config.yaml` (or any run config file) through the same checks a grid's runs
+/// pass; errors are `file:line: key.path: message`, all at once. Files the config names are not
+/// checked (see [`inputs`]).
+pub fn load_run_config(path: &Path) -> crate::Result<RunConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    let doc = parse_yaml(&text).map_err(|(line, msg)| {
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        crate::Error::Input(format!("{}{at}: {msg}", path.display()))
+    })?;
+    check_document(&doc).map_err(|errors| {
+        let map = source::SourceMap::new(&text);
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let at = map
+                    .nearest(&e.path.0)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                format!("{}{at}: {e}", path.display())
+            })
+            .collect();
+        crate::Error::Input(format!("invalid run config:\n{}", lines.join("\n")))
+    })
+}
+
+/// Parse YAML text into a value; a syntax error comes back as (line, message).
+pub fn parse_yaml(text: &str) -> Result<serde_yaml::Value, (Option<usize>, String)> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let msg = e.to_string();
+        let msg = match msg.find(" at line ") {
+            Some(i) if line.is_some() => {
+                // `… at line 3 column 1, while parsing …`: keep the context, drop the position we
+                // print in front.
+                let rest = &msg[i + " at line ".len()..];
+                let tail = rest.split_once(", ").map(|(_, t)| t).unwrap_or("");
+                if tail.is_empty() {
+                    msg[..i].to_string()
+                } else {
+                    format!("{} ({tail})", &msg[..i])
+                }
+            }
+            _ => msg,
+        };
+        (line, format!("YAML syntax error: {msg}"))
+    })
+}
+
+/// Which model: a preset (random init) or a local HF directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Preset name (`tiny-qwen3`, …) or a path to a local HF model directory.
+    /// Preset name (`tiny-qwen3`, …) or a path to a local HF model directory. Required.
+    #[serde(default)]
     pub name: String,
     /// Seed of the random init for presets (separate from the run seed so all seeds of a grid
     /// point can share one initial model if wanted); `None` = use the run seed.
@@ -40,34 +277,15 @@ pub struct ModelConfig {
     /// How MoE experts run: `auto` (grouped GEMM on CUDA, per-expert loop on CPU), `grouped`,
     /// or `loop`.
     #[serde(default)]
-    pub moe_impl: crate::model::MoeImpl,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoraConfig {
-    pub rank: i64,
-    #[serde(default = "default_lora_alpha")]
-    pub alpha: f64,
-    /// Projection names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`).
-    #[serde(default = "default_lora_targets")]
-    pub targets: Vec<String>,
-}
-
-fn default_lora_alpha() -> f64 {
-    16.0
-}
-fn default_lora_targets() -> Vec<String> {
-    ["q_proj", "k_proj", "v_proj", "o_proj"]
-        .map(String::from)
-        .to_vec()
+    pub moe_impl: MoeImpl,
 }
 
 /// The task: synthetic (CPU-learnable) or a math dataset for real models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    /// `addition`, `reversal`, `sorting`, `counting`, or `math`.
+    /// `addition`, `reversal`, `sorting`, `counting`, or `math`. Required.
+    #[serde(default)]
     pub name: String,
     /// Difficulty of synthetic tasks (digits / list length).
     #[serde(default = "default_difficulty")]
@@ -83,6 +301,18 @@ pub struct TaskConfig {
     pub sft: Option<SftConfig>,
 }
 
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            name: String::new(),
+            difficulty: default_difficulty(),
+            train_file: None,
+            eval_files: Default::default(),
+            sft: None,
+        }
+    }
+}
+
 fn default_difficulty() -> usize {
     2
 }
@@ -90,6 +320,8 @@ fn default_difficulty() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SftConfig {
+    /// Required (≥ 1).
+    #[serde(default)]
     pub steps: usize,
     #[serde(default = "default_sft_lr")]
     pub lr: f64,
@@ -115,6 +347,10 @@ pub struct RolloutConfig {
     pub top_p: f64,
     /// 0 = off.
     pub top_k: usize,
+    /// Most sequences the engine decodes at once: the step's rows are generated in waves of at
+    /// most this many, and the KV cache is sized for one wave. Unset: every row at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_num_seqs: Option<usize>,
     pub engine: EngineConfig,
 }
 
@@ -127,6 +363,7 @@ impl Default for RolloutConfig {
             temperature: 1.0,
             top_p: 1.0,
             top_k: 0,
+            max_num_seqs: None,
             engine: EngineConfig::default(),
         }
     }
@@ -181,7 +418,7 @@ pub struct EngineConfig {
     pub logit_noise: f64,
     /// Top-K log-probs the engine reports per position (needed by DPPO top-K); 0 = none.
     pub topk_logprobs: usize,
-    /// Read rollouts from a real engine's JSONL instead of sampling.
+    /// Read rollouts from a real engine's JSONL instead of sampling (format: [`external`]).
     pub external: Option<String>,
 }
 
@@ -239,6 +476,11 @@ pub struct TrainConfig {
     pub min_entropy: f64,
     /// Fault injection for testing the divergence guard: make the loss NaN at this step.
     pub fault_nan_at_step: Option<usize>,
+    /// Token budget of one forward/backward pass (rows × padded length): a mini-batch larger
+    /// than this runs as several passes whose gradients accumulate before its one AdamW step.
+    /// Unset: one pass per mini-batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch_tokens: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -252,6 +494,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1e4,
             min_entropy: 0.0,
             fault_nan_at_step: None,
+            micro_batch_tokens: None,
         }
     }
 }
@@ -283,10 +526,23 @@ impl Default for EvalConfig {
 pub struct CheckpointConfig {
     /// Checkpoint every N steps (and at the end); 0 = only at the end.
     pub every: usize,
+    /// Keep the newest N checkpoints (≥ 1); resume falls back to an older one when the newest
+    /// fails its checks. Not serialised at its default, so run ids of existing grids stay.
+    #[serde(skip_serializing_if = "is_default_keep")]
+    pub keep: usize,
+}
+
+const DEFAULT_KEEP: usize = 2;
+
+fn is_default_keep(keep: &usize) -> bool {
+    *keep == DEFAULT_KEEP
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { every: 10 }
+        CheckpointConfig {
+            every: 10,
+            keep: DEFAULT_KEEP,
+        }
     }
 }

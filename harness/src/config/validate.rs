@@ -1,53 +1,21 @@
-//! Range and cross-field checks on a [`RunConfig`], run once when a grid is expanded (every run of
-//! every grid is checked before anything is written); code after that trusts the config. Each
-//! error names the full key path of the value to change.
-use super::RunConfig;
-use crate::objective::{build_algorithm, AlgorithmConfig};
-use std::fmt;
-
-/// One problem: the dotted key path (`rollout.group_size`) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidationError {
-    pub path: String,
-    pub msg: String,
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.msg)
-    }
-}
+//! Value checks on a [`RawRunConfig`]: required values, ranges and cross-field rules, every problem
+//! at once, each naming the full key path of the value to change. Run once, by
+//! [`RawRunConfig::check`](super::RawRunConfig::check) / [`check_document`](super::check_document);
+//! a [`RunConfig`](super::RunConfig) exists only when they found nothing.
+use super::{ConfigError, KeyPath, RawRunConfig, Seg};
+use crate::model::lora::{LORA_TARGETS, MLP_TARGETS};
+use crate::model::Qwen3Config;
+use crate::objective::{build_algorithm, AlgorithmConfig, KeySeg};
 
 /// Synthetic task names (CPU-learnable) and the math task.
 pub const TASKS: &[&str] = &["addition", "reversal", "sorting", "counting", "math"];
-/// Projections LoRA can adapt.
-pub const LORA_TARGETS: &[&str] = &[
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
 
-/// LoRA targets inside the MLP (experts on MoE layers, which take no adapters).
-const MLP_TARGETS: &[&str] = &["gate_proj", "up_proj", "down_proj"];
-
-/// Algorithms whose advantages are normalised within a prompt's group of responses.
-fn group_normalised(a: &AlgorithmConfig) -> bool {
-    !matches!(a, AlgorithmConfig::Ppo(_))
-}
-
-struct Errs(Vec<ValidationError>);
+struct Errs(Vec<ConfigError>);
 
 impl Errs {
     fn check(&mut self, ok: bool, path: &str, msg: impl FnOnce() -> String) {
         if !ok {
-            self.0.push(ValidationError {
-                path: path.to_string(),
-                msg: msg(),
-            });
+            self.0.push(ConfigError::new(KeyPath::dotted(path), msg()));
         }
     }
     fn positive(&mut self, path: &str, v: f64) {
@@ -65,132 +33,152 @@ impl Errs {
     }
 }
 
-/// Is `name` a model preset, or does it look like a path to a model directory?
-fn model_known(name: &str) -> bool {
+/// Is `name` a preset?
+pub fn is_preset(name: &str) -> bool {
     crate::model::presets::PRESETS.contains(&name)
-        || name.contains('/')
+}
+
+/// Does `name` name a directory (an existing path, or one written as a path) or a Hub id
+/// (`org/name`) rather than a preset?
+pub fn names_a_directory(name: &str) -> bool {
+    name.contains('/')
         || name.contains('\\')
         || name.starts_with('.')
         || name.starts_with('~')
         || std::path::Path::new(name).exists()
 }
 
-/// Every problem of `cfg`, empty when it is valid.
-pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
-    let mut e = Errs(Vec::new());
-
-    // model
-    let m = &cfg.model;
-    e.check(model_known(&m.name), "model.name", || {
-        format!(
-            "unknown model `{}`: a preset ({}) or a path to a Hugging Face model directory",
-            m.name,
-            crate::model::presets::PRESETS.join(", ")
-        )
-    });
-    // The model's shape, when it can be had without loading weights.
-    let shape = if model_known(&m.name) {
-        crate::model::model_config(&m.name).ok()
+/// The model's shape, when it can be had without loading weights (a preset, or a directory with
+/// a readable config.json).
+pub fn model_shape(name: &str) -> Option<Qwen3Config> {
+    if is_preset(name) || std::path::Path::new(name).is_dir() {
+        crate::model::model_config(name).ok()
     } else {
         None
-    };
-    if let Some(l) = &m.lora {
-        e.check(l.rank > 0, "model.lora.rank", || {
-            format!("must be ≥ 1, got {}", l.rank)
-        });
-        e.positive("model.lora.alpha", l.alpha);
-        e.check(!l.targets.is_empty(), "model.lora.targets", || {
-            "needs at least one projection".into()
-        });
-        for (i, t) in l.targets.iter().enumerate() {
-            e.check(
-                LORA_TARGETS.contains(&t.as_str()),
-                "model.lora.targets",
-                || {
-                    format!(
-                        "unknown projection `{t}` (one of {})",
-                        LORA_TARGETS.join(", ")
-                    )
-                },
-            );
-            e.check(!l.targets[..i].contains(t), "model.lora.targets", || {
-                format!("`{t}` is listed twice")
-            });
-            let moe = shape.as_ref().is_some_and(|c| c.moe.is_some());
-            e.check(
-                !(moe && MLP_TARGETS.contains(&t.as_str())),
-                "model.lora.targets",
-                || {
-                    format!(
-                        "`{t}` is not supported on MoE models: stacked experts take no adapters \
-                         (use attention projections: q_proj, k_proj, v_proj, o_proj)"
-                    )
-                },
-            );
-        }
     }
+}
 
-    // task
-    let t = &cfg.task;
-    e.check(TASKS.contains(&t.name.as_str()), "task.name", || {
-        format!("unknown task `{}` (one of {})", t.name, TASKS.join(", "))
-    });
-    let math = t.name == "math";
-    if math {
-        let preset = crate::model::presets::PRESETS.contains(&m.name.as_str());
-        let dir = std::path::Path::new(&m.name);
+/// Every problem of `cfg`, empty when it is valid.
+pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
+    let mut e = Errs(Vec::new());
+    let shape = model_shape(&cfg.model.name);
+    model(&mut e, cfg, shape.as_ref());
+    task(&mut e, cfg);
+    rollout(&mut e, cfg, shape.as_ref());
+    algorithm(&mut e, cfg);
+    optim(&mut e, cfg);
+    train(&mut e, cfg);
+    eval(&mut e, cfg);
+    e.0
+}
+
+fn model(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
+    let m = &cfg.model;
+    let presets = crate::model::presets::PRESETS.join(", ");
+    if m.name.is_empty() {
+        e.check(false, "model.name", || {
+            format!("required: a preset ({presets}) or a path to a Hugging Face model directory")
+        });
+    } else {
         e.check(
-            !preset && (!dir.is_dir() || dir.join("tokenizer.json").exists()),
+            is_preset(&m.name) || names_a_directory(&m.name),
             "model.name",
             || {
                 format!(
-                    "the math task needs a Hugging Face model directory with tokenizer.json;                      `{}` {}",
-                    m.name,
-                    if preset {
-                        "is a preset (character vocabulary)"
-                    } else {
-                        "has no tokenizer.json"
-                    }
+                    "unknown model `{}`: a preset ({presets}) or a path to a Hugging Face model \
+                 directory",
+                    m.name
                 )
             },
         );
     }
-    if !math {
-        e.check((1..=32).contains(&t.difficulty), "task.difficulty", || {
-            format!("must be in 1..=32, got {}", t.difficulty)
+    let Some(l) = &m.lora else { return };
+    e.check(l.rank > 0, "model.lora.rank", || {
+        format!("must be ≥ 1 (required with `lora`), got {}", l.rank)
+    });
+    e.positive("model.lora.alpha", l.alpha);
+    e.check(!l.targets.is_empty(), "model.lora.targets", || {
+        "needs at least one projection".into()
+    });
+    let moe = shape.is_some_and(|c| c.moe.is_some());
+    for (i, t) in l.targets.iter().enumerate() {
+        let path = "model.lora.targets";
+        e.check(LORA_TARGETS.contains(&t.as_str()), path, || {
+            format!(
+                "unknown projection `{t}` (one of {})",
+                LORA_TARGETS.join(", ")
+            )
         });
-        e.check(t.train_file.is_none(), "task.train_file", || {
-            format!("only the math task reads data files (task is `{}`)", t.name)
+        e.check(!l.targets[..i].contains(t), path, || {
+            format!("`{t}` is listed twice")
         });
-        e.check(t.eval_files.is_empty(), "task.eval_files", || {
-            format!("only the math task reads data files (task is `{}`)", t.name)
+        e.check(!(moe && MLP_TARGETS.contains(&t.as_str())), path, || {
+            format!(
+                "`{t}` is not supported on MoE models: stacked experts take no adapters \
+                 (use attention projections: q_proj, k_proj, v_proj, o_proj)"
+            )
+        });
+    }
+}
+
+fn task(e: &mut Errs, cfg: &RawRunConfig) {
+    let t = &cfg.task;
+    if t.name.is_empty() {
+        e.check(false, "task.name", || {
+            format!("required: one of {}", TASKS.join(", "))
         });
     } else {
+        e.check(TASKS.contains(&t.name.as_str()), "task.name", || {
+            format!("unknown task `{}` (one of {})", t.name, TASKS.join(", "))
+        });
+    }
+    if t.name == "math" {
+        e.check(!is_preset(&cfg.model.name), "model.name", || {
+            format!(
+                "the math task needs a Hugging Face model directory with tokenizer.json; `{}` is \
+                 a preset (character vocabulary)",
+                cfg.model.name
+            )
+        });
         e.check(
             t.train_file.as_ref().is_some_and(|f| !f.is_empty()),
             "task.train_file",
             || "the math task needs a training file (JSONL or Parquet with prompt/answer)".into(),
         );
+    } else {
+        e.check((1..=32).contains(&t.difficulty), "task.difficulty", || {
+            format!("must be in 1..=32, got {}", t.difficulty)
+        });
+        let only_math = || format!("only the math task reads data files (task is `{}`)", t.name);
+        e.check(t.train_file.is_none(), "task.train_file", only_math);
+        e.check(t.eval_files.is_empty(), "task.eval_files", only_math);
     }
     if let Some(s) = &t.sft {
         e.at_least("task.sft.steps", s.steps, 1);
         e.positive("task.sft.lr", s.lr);
         e.at_least("task.sft.batch_size", s.batch_size, 1);
     }
+}
 
-    // rollout
+fn rollout(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
     let r = &cfg.rollout;
     e.at_least("rollout.prompts_per_step", r.prompts_per_step, 1);
-    if group_normalised(&cfg.algorithm) {
-        e.check(r.group_size >= 2, "rollout.group_size", || {
-            format!(
-                "must be ≥ 2: {} normalises advantages within a prompt's group of responses, got {}",
-                cfg.algorithm.name(),
-                r.group_size
-            )
-        });
-    } else {
-        e.at_least("rollout.group_size", r.group_size, 1);
+    if let Some(n) = r.max_num_seqs {
+        e.at_least("rollout.max_num_seqs", n, 1);
+    }
+    // Every algorithm but PPO normalises advantages within a prompt's group of responses.
+    match &cfg.algorithm {
+        Some(a) if !matches!(a, AlgorithmConfig::Ppo(_)) => {
+            e.check(r.group_size >= 2, "rollout.group_size", || {
+                format!(
+                    "must be ≥ 2: {} normalises advantages within a prompt's group of responses, \
+                     got {}",
+                    a.name(),
+                    r.group_size
+                )
+            })
+        }
+        _ => e.at_least("rollout.group_size", r.group_size, 1),
     }
     e.at_least("rollout.max_new_tokens", r.max_new_tokens, 1);
     e.positive("rollout.temperature", r.temperature);
@@ -199,69 +187,81 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
         "rollout.top_p",
         || format!("must be in (0, 1], got {}", r.top_p),
     );
-    if let Some(s) = &shape {
-        e.check(r.top_k <= s.vocab_size, "rollout.top_k", || {
-            format!("exceeds the vocabulary ({}), got {}", s.vocab_size, r.top_k)
-        });
-        e.check(
-            r.max_new_tokens < s.max_position_embeddings,
-            "rollout.max_new_tokens",
-            || {
-                format!(
-                    "must be below the model's context ({}), got {}",
-                    s.max_position_embeddings, r.max_new_tokens
-                )
-            },
-        );
-    }
     let g = &r.engine;
     e.non_negative("rollout.engine.router.noise_std", g.router.noise_std);
     e.non_negative("rollout.engine.logit_noise", g.logit_noise);
-    if let Some(s) = &shape {
-        if !s.is_moe() {
-            e.check(
-                g.router.noise_std == 0.0 && g.router.precision.is_none(),
-                "rollout.engine.router",
-                || format!("router knobs need a MoE model; `{}` is dense", m.name),
-            );
-        }
-        e.check(
-            g.topk_logprobs <= s.vocab_size,
-            "rollout.engine.topk_logprobs",
-            || {
-                format!(
-                    "exceeds the vocabulary ({}), got {}",
-                    s.vocab_size, g.topk_logprobs
-                )
-            },
-        );
-    }
     if let Some(x) = &g.external {
         e.check(!x.is_empty(), "rollout.engine.external", || {
             "must name a JSONL file".into()
         });
     }
+    let Some(s) = shape else { return };
+    e.check(r.top_k <= s.vocab_size, "rollout.top_k", || {
+        format!("exceeds the vocabulary ({}), got {}", s.vocab_size, r.top_k)
+    });
+    e.check(
+        r.max_new_tokens < s.max_position_embeddings,
+        "rollout.max_new_tokens",
+        || {
+            format!(
+                "must be below the model's context ({}), got {}",
+                s.max_position_embeddings, r.max_new_tokens
+            )
+        },
+    );
+    e.check(
+        s.is_moe() || (g.router.noise_std == 0.0 && g.router.precision.is_none()),
+        "rollout.engine.router",
+        || {
+            format!(
+                "router knobs need a MoE model; `{}` is dense",
+                cfg.model.name
+            )
+        },
+    );
+    e.check(
+        g.topk_logprobs <= s.vocab_size,
+        "rollout.engine.topk_logprobs",
+        || {
+            format!(
+                "exceeds the vocabulary ({}), got {}",
+                s.vocab_size, g.topk_logprobs
+            )
+        },
+    );
+}
 
-    // algorithm: its own checks (the message names the key), then what it needs from the rest.
-    if let Err(msg) = cfg.algorithm.validate() {
-        let path = msg
-            .split('`')
-            .nth(1)
-            .filter(|k| !k.contains(' ') && !k.is_empty())
-            .map(|k| format!("algorithm.{k}"))
-            .unwrap_or_else(|| "algorithm".into());
-        e.0.push(ValidationError { path, msg });
-    } else if let Ok(alg) = build_algorithm(&cfg.algorithm) {
-        if alg.needs_rollout_topk() {
-            e.check(g.topk_logprobs > 0, "algorithm.divergence", || {
+/// The algorithm's own checks (paths under `algorithm`), then what it needs from the rest.
+fn algorithm(e: &mut Errs, cfg: &RawRunConfig) {
+    let Some(a) = &cfg.algorithm else {
+        e.check(false, "algorithm", || {
+            "required: `algorithm: { name: grpo | ppo | dppo | drpo | dcmdp, … }`".into()
+        });
+        return;
+    };
+    let problems = a.check();
+    for p in &problems {
+        let mut path = KeyPath::dotted("algorithm");
+        path.0.extend(p.path.iter().map(|s| match s {
+            KeySeg::Key(k) => Seg::Key(k.clone()),
+            KeySeg::Index(i) => Seg::Idx(*i),
+        }));
+        e.0.push(ConfigError::new(path, p.message.clone()));
+    }
+    if problems.is_empty() && build_algorithm(a).needs_rollout_topk() {
+        e.check(
+            cfg.rollout.engine.topk_logprobs > 0,
+            "algorithm.divergence",
+            || {
                 "a top-K divergence needs the engine's top-K log-probs: set \
                  rollout.engine.topk_logprobs > 0"
                     .into()
-            });
-        }
+            },
+        );
     }
+}
 
-    // optimiser
+fn optim(e: &mut Errs, cfg: &RawRunConfig) {
     let o = &cfg.optim;
     e.positive("optim.lr", o.lr);
     e.check(
@@ -282,42 +282,46 @@ pub fn validate(cfg: &RunConfig) -> Vec<ValidationError> {
             )
         },
     );
+}
 
-    // train
+fn train(e: &mut Errs, cfg: &RawRunConfig) {
     let tr = &cfg.train;
     e.at_least("train.steps", tr.steps, 1);
     e.at_least("train.ppo_epochs", tr.ppo_epochs, 1);
     e.at_least("train.mini_batches", tr.mini_batches, 1);
-    let batch = r.prompts_per_step * r.group_size;
+    let batch = cfg.rollout.prompts_per_step * cfg.rollout.group_size;
     if tr.mini_batches >= 1 {
         e.check(
             batch.is_multiple_of(tr.mini_batches),
             "train.mini_batches",
             || {
                 format!(
-                "must divide the step's batch (prompts_per_step × group_size = {batch}), got {}",
-                tr.mini_batches
-            )
+                    "must divide the step's batch (prompts_per_step × group_size = {batch}), got {}",
+                    tr.mini_batches
+                )
             },
         );
     }
     e.positive("train.max_grad_norm", tr.max_grad_norm);
     e.non_negative("train.min_entropy", tr.min_entropy);
+    e.at_least("checkpoint.keep", cfg.checkpoint.keep, 1);
+    if let Some(t) = tr.micro_batch_tokens {
+        e.at_least("train.micro_batch_tokens", t, 1);
+    }
+}
 
-    // eval
+fn eval(e: &mut Errs, cfg: &RawRunConfig) {
     let ev = &cfg.eval;
     e.at_least("eval.prompts", ev.prompts, 1);
     e.at_least("eval.k", ev.k, 1);
     e.non_negative("eval.temperature", ev.temperature);
-
-    e.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg(yaml: &str) -> RunConfig {
+    fn raw(yaml: &str) -> RawRunConfig {
         serde_yaml::from_str(yaml).unwrap()
     }
 
@@ -327,37 +331,50 @@ task: { name: addition }
 algorithm: { name: grpo }
 ";
 
-    fn paths(c: &RunConfig) -> Vec<String> {
-        validate(c).into_iter().map(|e| e.path).collect()
+    fn paths(c: &RawRunConfig) -> Vec<String> {
+        validate(c)
+            .into_iter()
+            .map(|e| e.path.to_string())
+            .collect()
     }
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(validate(&cfg(OK)), vec![]);
+        assert_eq!(validate(&raw(OK)), vec![]);
+        assert!(raw(OK).check().is_ok());
+    }
+
+    #[test]
+    fn required_values_are_reported_together() {
+        let p = paths(&raw("model: { lora: { alpha: 8.0 } }\ntask: {}"));
+        assert_eq!(
+            p,
+            vec!["model.name", "model.lora.rank", "task.name", "algorithm"]
+        );
     }
 
     #[test]
     fn lora_mlp_targets_are_rejected_on_moe_models_only() {
-        let moe = cfg("
+        let moe = raw("
 model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, up_proj] } }
 task: { name: addition }
 algorithm: { name: grpo }
 ");
         let errs = validate(&moe);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].path, "model.lora.targets");
+        assert_eq!(errs[0].path.to_string(), "model.lora.targets");
         assert!(
             errs[0].msg.contains("`up_proj` is not supported on MoE"),
             "{}",
             errs[0]
         );
-        let dense = cfg("
+        let dense = raw("
 model: { name: tiny-qwen3, lora: { rank: 4, targets: [q_proj, up_proj] } }
 task: { name: addition }
 algorithm: { name: grpo }
 ");
         assert_eq!(validate(&dense), vec![]);
-        let attn = cfg("
+        let attn = raw("
 model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, o_proj] }, moe_impl: grouped }
 task: { name: addition }
 algorithm: { name: grpo }
@@ -368,7 +385,7 @@ train: { precision: bf16, recompute: true }
 
     #[test]
     fn every_error_is_reported_with_its_path() {
-        let c = cfg("
+        let c = raw("
 model: { name: qwen9, lora: { rank: 0, targets: [q_proj, foo] } }
 task: { name: addition, difficulty: 0 }
 algorithm: { name: grpo }
@@ -396,13 +413,13 @@ train: { mini_batches: 3 }
     #[test]
     fn cross_field_rules() {
         // Top-K DPPO needs top-K log-probs from the engine.
-        let c = cfg("
+        let c = raw("
 model: { name: tiny-qwen3 }
 task: { name: addition }
 algorithm: { name: dppo, divergence: topk-tv }
 ");
         assert_eq!(paths(&c), vec!["algorithm.divergence"]);
-        let c = cfg("
+        let c = raw("
 model: { name: tiny-qwen3 }
 task: { name: addition }
 algorithm: { name: dppo, divergence: topk-tv }
@@ -410,7 +427,7 @@ rollout: { engine: { topk_logprobs: 8 } }
 ");
         assert_eq!(paths(&c), Vec::<String>::new());
         // PPO has no groups; router knobs need a MoE model; math needs data.
-        let c = cfg("
+        let c = raw("
 model: { name: tiny-qwen3 }
 task: { name: math }
 algorithm: { name: ppo }
@@ -424,7 +441,7 @@ rollout: { group_size: 1, engine: { router: { noise_std: 0.1 } } }
 
     #[test]
     fn algorithm_errors_name_the_key() {
-        let c = cfg("
+        let c = raw("
 model: { name: tiny-qwen3 }
 task: { name: addition }
 algorithm: { name: dcmdp, c: -0.1 }

@@ -1,9 +1,11 @@
-//! Grid file → runs: cartesian axes, paired axes, cases × seeds; merged YAML → typed, validated
-//! [`RunConfig`]s; stable run ids. Every error is located at the line that set the offending value.
-use super::locate::{Seg, SourceMap};
-use super::spec::{CaseSpec, GridSpec, OrderedMap};
-use super::{Grid, GridError, GridErrors, Run};
-use crate::config::{validate::validate, RunConfig};
+//! Grid file → runs: cartesian axes, paired axes, cases × seeds; merged YAML → checked
+//! [`RunConfig`]s; stable run ids. Every error is located at the line that set the offending value
+//! (or the `--set` override that did), and every error is reported at once.
+use super::spec::{CaseSpec, GridSpec, OrderedMap, Override};
+use super::{Grid, GridError, GridErrors, LoadOptions, Run};
+use crate::config::inputs::InputChecker;
+use crate::config::source::{Seg, SourceMap};
+use crate::config::{check_document, parse_yaml, structure, RunConfig};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -35,6 +37,17 @@ impl Cx<'_> {
         self.errors.push(GridError {
             file: self.file.to_path_buf(),
             line,
+            set: None,
+            path: path.into(),
+            msg: msg.into(),
+        });
+    }
+
+    fn err_set(&mut self, o: &Override, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push(GridError {
+            file: self.file.to_path_buf(),
+            line: None,
+            set: Some(o.to_string()),
             path: path.into(),
             msg: msg.into(),
         });
@@ -54,15 +67,155 @@ fn split(k: &str) -> Vec<&str> {
 }
 
 /// Parse, expand and validate grid text.
-pub fn expand(text: &str, file: &Path) -> Result<Grid, GridErrors> {
-    let spec = parse_spec(text, file)?;
+pub fn expand(text: &str, file: &Path, opts: &LoadOptions) -> Result<Grid, GridErrors> {
     let mut cx = Cx {
         file,
         map: SourceMap::new(text),
         errors: Vec::new(),
     };
+    let Some(spec) = parse_spec(&mut cx, text) else {
+        return Err(finish(cx.errors));
+    };
+    let name = grid_name(&mut cx, &spec, file);
+    check_seeds(&mut cx, &spec.seeds);
 
-    // A name taken from the file stem is made usable as a directory name; a declared one must be.
+    let mut global_keys = Vec::new();
+    let global = dims(&mut cx, &spec.axes, &spec.paired, &[], &mut global_keys);
+    let default_case = CaseSpec::default();
+    let cases: Vec<(Option<&str>, &CaseSpec)> = if spec.cases.is_empty() {
+        vec![(None, &default_case)]
+    } else {
+        spec.cases
+            .iter()
+            .map(|(n, c)| (Some(n.as_str()), c))
+            .collect()
+    };
+    let mut axis_keys = global_keys.clone();
+    let mut case_dims = Vec::new();
+    for (name, case) in &cases {
+        case_dims.push(case_dimensions(
+            &mut cx,
+            *name,
+            case,
+            &global_keys,
+            &mut axis_keys,
+        ));
+    }
+    let total: usize = case_dims
+        .iter()
+        .map(|d| {
+            global
+                .iter()
+                .chain(d)
+                .fold(spec.seeds.len(), |n, dim| n.saturating_mul(dim.len()))
+        })
+        .fold(0usize, |a, b| a.saturating_add(b));
+    if total > MAX_RUNS {
+        cx.err(
+            &[],
+            "",
+            format!("the grid expands to {total} runs (more than {MAX_RUNS})"),
+        );
+        return Err(finish(cx.errors));
+    }
+    let overrides = check_overrides(&mut cx, &opts.overrides, &cases, &axis_keys);
+
+    let mut base = Mapping::new();
+    for (k, dropped) in apply_all(&mut base, &spec.base) {
+        cx.err(&[key("base"), key(&k)], &k, drop_msg(&k, &dropped));
+    }
+    for o in overrides {
+        let dropped = set_path(&mut base, &split(&o.key), &o.value);
+        if !dropped.is_empty() {
+            cx.err_set(o, &o.key, drop_msg(&o.key, &dropped));
+        }
+    }
+    let mut points = Points {
+        file,
+        spec: &spec,
+        overrides: &opts.overrides,
+        short: short_keys(&axis_keys),
+        // Shape errors above are reported with whatever the expansion finds; runs they duplicate
+        // (a seed or axis value listed twice) are not reported again.
+        shape_errors: !cx.errors.is_empty(),
+        seeds: unique(&spec.seeds),
+        inputs: opts.check_inputs.then(InputChecker::new),
+        found: Vec::new(),
+        points: 0,
+        runs: Vec::new(),
+        ids: HashMap::new(),
+    };
+    for ((case, cspec), cdims) in cases.iter().zip(&case_dims) {
+        let all: Vec<&Dim> = global.iter().chain(cdims).collect();
+        for combo in Odometer::new(all.iter().map(|d| d.len()).collect()) {
+            let choices: Vec<&Choice> = combo
+                .iter()
+                .zip(&all)
+                .flat_map(|(&i, d)| d[i].iter())
+                .collect();
+            points.point(&mut cx, &base, *case, cspec, &choices);
+        }
+    }
+    points.report(&mut cx);
+    if !cx.errors.is_empty() {
+        return Err(finish(cx.errors));
+    }
+    Ok(Grid {
+        name,
+        description: spec.description.clone(),
+        file: file.to_path_buf(),
+        axis_keys,
+        cases: spec.cases.iter().map(|(n, _)| n.clone()).collect(),
+        overrides: opts.overrides.clone(),
+        runs: points.runs,
+    })
+}
+
+fn unique(seeds: &[i64]) -> Vec<i64> {
+    let mut out: Vec<i64> = Vec::new();
+    for s in seeds {
+        if !out.contains(s) {
+            out.push(*s);
+        }
+    }
+    out
+}
+
+/// The grid file's structure: a YAML syntax error alone (nothing else can be read), else every
+/// structural problem (unknown key, wrong type), each at its line. The spec without its broken
+/// parts is returned for the rest of the checks.
+fn parse_spec(cx: &mut Cx, text: &str) -> Option<GridSpec> {
+    let doc = match parse_yaml(text) {
+        Ok(d) => d,
+        Err((line, msg)) => {
+            cx.errors.push(GridError {
+                file: cx.file.to_path_buf(),
+                line,
+                set: None,
+                path: String::new(),
+                msg,
+            });
+            return None;
+        }
+    };
+    let parsed = structure::parse::<GridSpec>(&doc);
+    for (path, msg) in &parsed.errors {
+        cx.err(&path.0, path.to_string(), msg.clone());
+    }
+    if doc.get("base").is_none() {
+        // Nothing to expand: every run would be missing everything.
+        cx.err(
+            &[],
+            "base",
+            "required: the run config every case starts from (model, task, algorithm, …)",
+        );
+        return None;
+    }
+    parsed.value
+}
+
+/// A name taken from the file stem is made usable as a directory name; a declared one must be.
+fn grid_name(cx: &mut Cx, spec: &GridSpec, file: &Path) -> String {
     let name = spec.name.clone().unwrap_or_else(|| {
         let stem = file
             .file_stem()
@@ -97,12 +250,15 @@ pub fn expand(text: &str, file: &Path) -> Result<Grid, GridErrors> {
             format!("`{name}` is not usable as a directory name (letters, digits, `-`, `_`, `.`)"),
         );
     }
+    name
+}
 
-    if spec.seeds.is_empty() {
+fn check_seeds(cx: &mut Cx, seeds: &[i64]) {
+    if seeds.is_empty() {
         cx.err(&[key("seeds")], "seeds", "needs at least one seed");
     }
-    for (i, s) in spec.seeds.iter().enumerate() {
-        if spec.seeds[..i].contains(s) {
+    for (i, s) in seeds.iter().enumerate() {
+        if seeds[..i].contains(s) {
             cx.err(
                 &[key("seeds"), Seg::Idx(i)],
                 "seeds",
@@ -110,266 +266,248 @@ pub fn expand(text: &str, file: &Path) -> Result<Grid, GridErrors> {
             );
         }
     }
+}
 
-    let mut global_keys = Vec::new();
-    let global = dims(&mut cx, &spec.axes, &spec.paired, &[], &mut global_keys);
-
-    let default_case = CaseSpec::default();
-    let cases: Vec<(Option<&str>, &CaseSpec)> = if spec.cases.is_empty() {
-        vec![(None, &default_case)]
-    } else {
-        spec.cases
-            .iter()
-            .map(|(n, c)| (Some(n.as_str()), c))
-            .collect()
+/// A case's own dimensions (its name checked); its axis keys join `axis_keys`.
+fn case_dimensions(
+    cx: &mut Cx,
+    name: Option<&str>,
+    case: &CaseSpec,
+    global_keys: &[String],
+    axis_keys: &mut Vec<String>,
+) -> Vec<Dim> {
+    let prefix: Vec<Seg> = match name {
+        Some(n) => vec![key("cases"), key(n)],
+        None => vec![],
     };
+    if let Some(n) = name {
+        if n.is_empty() || n.contains(['/', '=']) || n.trim() != n {
+            cx.err(
+                &prefix,
+                format!("cases.{n}"),
+                "case names must be non-empty without `/`, `=` or surrounding spaces",
+            );
+        }
+    }
+    let mut keys = global_keys.to_vec();
+    let d = dims(cx, &case.axes, &case.paired, &prefix, &mut keys);
+    for k in keys {
+        if !axis_keys.contains(&k) {
+            axis_keys.push(k);
+        }
+    }
+    d
+}
 
-    let mut axis_keys = global_keys.clone();
-    let mut case_dims = Vec::new();
-    for (name, case) in &cases {
-        let prefix: Vec<Seg> = match name {
-            Some(n) => vec![key("cases"), key(n)],
-            None => vec![],
+/// Do two dotted keys name the same value, or one a part of the other?
+fn overlap(a: &str, b: &str) -> bool {
+    let (a, b) = (split(a), split(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// An override of `base` that an axis or a case's `set` would replace in turn would be silently
+/// lost: refuse it. Returns the overrides that stand.
+fn check_overrides<'o>(
+    cx: &mut Cx,
+    overrides: &'o [Override],
+    cases: &[(Option<&str>, &CaseSpec)],
+    axis_keys: &[String],
+) -> Vec<&'o Override> {
+    let mut ok = Vec::new();
+    for o in overrides {
+        if let Some(a) = axis_keys.iter().find(|a| overlap(&o.key, a)) {
+            cx.err_set(
+                o,
+                &o.key,
+                format!(
+                    "the grid varies `{a}` along an axis, which would replace this value: change \
+                     the axis in the grid file instead"
+                ),
+            );
+            continue;
+        }
+        let by_case = cases.iter().find_map(|(name, case)| {
+            let k = case
+                .set
+                .keys()
+                .filter_map(Value::as_str)
+                .find(|k| overlap(&o.key, k))?;
+            Some((name.unwrap_or_default(), k))
+        });
+        if let Some((name, k)) = by_case {
+            cx.err_set(
+                o,
+                &o.key,
+                format!(
+                    "case `{name}` sets `{k}`, which would replace this value: change the case \
+                     in the grid file instead"
+                ),
+            );
+            continue;
+        }
+        ok.push(o);
+    }
+    ok
+}
+
+/// The grid points as they are resolved: runs, and errors found per point (identical ones, from
+/// `base`, reported once).
+struct Points<'a> {
+    file: &'a Path,
+    spec: &'a GridSpec,
+    overrides: &'a [Override],
+    short: HashMap<String, String>,
+    shape_errors: bool,
+    seeds: Vec<i64>,
+    inputs: Option<InputChecker>,
+    /// (error, labels of the grid points it occurs in)
+    found: Vec<(GridError, Vec<String>)>,
+    points: usize,
+    runs: Vec<Run>,
+    ids: HashMap<String, String>,
+}
+
+impl Points<'_> {
+    /// Resolve one grid point: its config (every problem recorded), then its runs, one per seed.
+    fn point(
+        &mut self,
+        cx: &mut Cx,
+        base: &Mapping,
+        case: Option<&str>,
+        cspec: &CaseSpec,
+        choices: &[&Choice],
+    ) {
+        self.points += 1;
+        let mut parts: Vec<String> = case.iter().map(|c| c.to_string()).collect();
+        for c in choices {
+            parts.push(format!("{}={}", self.short[&c.key], fmt_value(&c.value)));
+        }
+        let point_label = parts.join("/");
+
+        let mut merged = base.clone();
+        for (k, dropped) in apply_all(&mut merged, &cspec.set) {
+            let src = [
+                key("cases"),
+                key(case.unwrap_or_default()),
+                key("set"),
+                key(&k),
+            ];
+            cx.err(&src, &k, drop_msg(&k, &dropped));
+        }
+        for c in choices {
+            let dropped = set_path(&mut merged, &split(&c.key), &c.value);
+            if !dropped.is_empty() {
+                cx.err(&c.src, &c.key, drop_msg(&c.key, &dropped));
+            }
+        }
+        let (cfg, errors) = match check_document(&Value::Mapping(merged)) {
+            Ok(cfg) => {
+                let errors = match &mut self.inputs {
+                    Some(i) => i.check(&cfg),
+                    None => vec![],
+                };
+                (Some(cfg), errors)
+            }
+            Err(errors) => (None, errors),
         };
-        if let Some(n) = name {
-            if n.is_empty() || n.contains(['/', '=']) || n.trim() != *n {
-                cx.err(
-                    &prefix,
-                    format!("cases.{n}"),
-                    "case names must be non-empty without `/`, `=` or surrounding spaces",
-                );
-            }
-        }
-        let mut keys = global_keys.clone();
-        let d = dims(&mut cx, &case.axes, &case.paired, &prefix, &mut keys);
-        for k in keys {
-            if !axis_keys.contains(&k) {
-                axis_keys.push(k);
-            }
-        }
-        case_dims.push(d);
-    }
-
-    let total: usize = case_dims
-        .iter()
-        .map(|d| {
-            global
-                .iter()
-                .chain(d)
-                .fold(spec.seeds.len(), |n, dim| n.saturating_mul(dim.len()))
-        })
-        .fold(0usize, |a, b| a.saturating_add(b));
-    if total > MAX_RUNS {
-        cx.err(
-            &[],
-            "",
-            format!("the grid expands to {total} runs (more than {MAX_RUNS})"),
-        );
-        return Err(finish(cx.errors));
-    }
-    // Shape errors above are reported with whatever the expansion finds; runs they duplicate
-    // (a seed or axis value listed twice) are not reported again.
-    let shape_errors = !cx.errors.is_empty();
-    let mut seeds: Vec<i64> = Vec::new();
-    for s in &spec.seeds {
-        if !seeds.contains(s) {
-            seeds.push(*s);
-        }
-    }
-
-    let short = short_keys(&axis_keys);
-    let mut base = Mapping::new();
-    apply_all(&mut base, &spec.base);
-
-    // Errors found per grid point: identical ones (from `base`) are reported once.
-    // (error, grid points it occurs in, whether it is a semantic check of a typed config)
-    let mut found: Vec<(GridError, Vec<String>, bool)> = Vec::new();
-    let mut points = 0usize;
-    let mut typed_points = 0usize;
-    let mut runs = Vec::new();
-    let mut ids: HashMap<String, String> = HashMap::new();
-    for ((case, cspec), cdims) in cases.iter().zip(&case_dims) {
-        let all: Vec<&Dim> = global.iter().chain(cdims).collect();
-        for combo in Odometer::new(all.iter().map(|d| d.len()).collect()) {
-            points += 1;
-            let choices: Vec<&Choice> = combo
-                .iter()
-                .zip(&all)
-                .flat_map(|(&i, d)| d[i].iter())
-                .collect();
-            let mut parts: Vec<String> = case.iter().map(|c| c.to_string()).collect();
-            for c in &choices {
-                parts.push(format!("{}={}", short[&c.key], fmt_value(&c.value)));
-            }
-            let point_label = parts.join("/");
-
-            let mut merged = base.clone();
-            apply_all(&mut merged, &cspec.set);
-            for c in &choices {
-                set_path(&mut merged, &split(&c.key), &c.value);
-            }
-            let loc = Locator {
-                map: &cx.map,
-                base: &spec.base,
-                case: case.map(|c| (c, &cspec.set)),
-                choices: &choices,
+        let loc = Locator {
+            map: &cx.map,
+            base: &self.spec.base,
+            overrides: self.overrides,
+            case: case.map(|c| (c, &cspec.set)),
+            choices,
+        };
+        for e in &errors {
+            let (line, set) = loc.locate(&e.path.keys());
+            let e = GridError {
+                file: self.file.to_path_buf(),
+                line,
+                set,
+                path: e.path.to_string(),
+                msg: e.msg.clone(),
             };
-            let mut point_errors: Vec<(Vec<String>, String, bool)> = Vec::new();
-            let cfg: Option<RunConfig> =
-                match serde_path_to_error::deserialize(Value::Mapping(merged)) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        let mut path: Vec<String> = e.path().iter().filter_map(seg_str).collect();
-                        let msg = clean_msg(&e.into_inner().to_string());
-                        for prefix in ["unknown field `", "missing field `"] {
-                            if let Some(rest) = msg.strip_prefix(prefix) {
-                                let field = rest.split('`').next().unwrap_or_default();
-                                if path.last().map(String::as_str) != Some(field) {
-                                    path.push(field.to_string());
-                                }
-                            }
-                        }
-                        point_errors.push((path, msg, false));
-                        None
-                    }
-                };
-            if let Some(cfg) = &cfg {
-                typed_points += 1;
-                for v in validate(cfg) {
-                    let path = v.path.split('.').map(String::from).collect();
-                    point_errors.push((path, v.msg, true));
-                }
+            match self.found.iter_mut().find(|(f, _)| *f == e) {
+                Some((_, labels)) => labels.push(point_label.clone()),
+                None => self.found.push((e, vec![point_label.clone()])),
             }
-            for (path, msg, semantic) in point_errors {
-                let e = GridError {
-                    file: file.to_path_buf(),
-                    line: loc.line(&path),
-                    path: path.join("."),
-                    msg,
-                };
-                match found.iter_mut().find(|(f, _, _)| *f == e) {
-                    Some((_, labels, _)) => labels.push(point_label.clone()),
-                    None => found.push((e, vec![point_label.clone()], semantic)),
-                }
-            }
-            let Some(cfg) = cfg else { continue };
+        }
+        if let (Some(cfg), true) = (cfg, errors.is_empty()) {
+            self.add_runs(cx, cfg, case, &point_label, choices);
+        }
+    }
 
-            let canon = canonical_json(&serde_json::to_value(&cfg).expect("config serialises"));
-            let point = short_hash(&canon);
-            for &seed in &seeds {
-                let id = short_hash(&format!("{canon}\nseed={seed}"));
-                let label = if point_label.is_empty() {
-                    format!("seed={seed}")
-                } else {
-                    format!("{point_label}/seed={seed}")
-                };
-                if let Some(other) = ids.get(&id) {
-                    if shape_errors {
-                        continue;
-                    }
-                    let src = choices.last().map(|c| c.src.clone()).unwrap_or_else(|| {
-                        case.map(|c| vec![key("cases"), key(c)])
-                            .unwrap_or_else(|| vec![key("seeds")])
-                    });
-                    cx.err(
-                        &src,
-                        "",
-                        format!(
-                            "runs `{other}` and `{label}` resolve to the same config and seed \
-                             (id {id}): remove one of them"
-                        ),
-                    );
+    fn add_runs(
+        &mut self,
+        cx: &mut Cx,
+        cfg: RunConfig,
+        case: Option<&str>,
+        point_label: &str,
+        choices: &[&Choice],
+    ) {
+        let canon = canonical_json(&serde_json::to_value(&cfg).expect("config serialises"));
+        let point = short_hash(&canon);
+        for &seed in &self.seeds {
+            let id = short_hash(&format!("{canon}\nseed={seed}"));
+            let label = if point_label.is_empty() {
+                format!("seed={seed}")
+            } else {
+                format!("{point_label}/seed={seed}")
+            };
+            if let Some(other) = self.ids.get(&id) {
+                if self.shape_errors {
                     continue;
                 }
-                ids.insert(id.clone(), label.clone());
-                runs.push(Run {
-                    id,
-                    point: point.clone(),
-                    label,
-                    point_label: point_label.clone(),
-                    case: case.map(String::from),
-                    seed,
-                    axes: choices
-                        .iter()
-                        .map(|c| (c.key.clone(), c.value.clone()))
-                        .collect(),
-                    config: cfg.clone(),
+                let src = choices.last().map(|c| c.src.clone()).unwrap_or_else(|| {
+                    case.map(|c| vec![key("cases"), key(c)])
+                        .unwrap_or_else(|| vec![key("seeds")])
                 });
+                cx.err(
+                    &src,
+                    "",
+                    format!(
+                        "runs `{other}` and `{label}` resolve to the same config and seed \
+                         (id {id}): remove one of them"
+                    ),
+                );
+                continue;
             }
+            self.ids.insert(id.clone(), label.clone());
+            self.runs.push(Run {
+                id,
+                point: point.clone(),
+                label,
+                point_label: point_label.to_string(),
+                case: case.map(String::from),
+                seed,
+                axes: choices
+                    .iter()
+                    .map(|c| (c.key.clone(), c.value.clone()))
+                    .collect(),
+                config: cfg.clone(),
+            });
         }
     }
-    for (mut e, labels, semantic) in found {
-        // Name the grid points only when the error is not in every point it could be found in.
-        let of = if semantic { typed_points } else { points };
-        if labels.len() < of {
-            let more = if labels.len() > 1 {
-                format!(" and {} more", labels.len() - 1)
-            } else {
-                String::new()
-            };
-            e.msg = format!("{} (in `{}`{more})", e.msg, labels[0]);
+
+    /// The errors found, each naming the grid points it occurs in when not in all of them.
+    fn report(&mut self, cx: &mut Cx) {
+        for (mut e, labels) in std::mem::take(&mut self.found) {
+            if labels.len() < self.points {
+                let more = if labels.len() > 1 {
+                    format!(" and {} more", labels.len() - 1)
+                } else {
+                    String::new()
+                };
+                e.msg = format!("{} (in `{}`{more})", e.msg, labels[0]);
+            }
+            cx.errors.push(e);
         }
-        cx.errors.push(e);
     }
-    if !cx.errors.is_empty() {
-        return Err(finish(cx.errors));
-    }
-    Ok(Grid {
-        name,
-        description: spec.description.clone(),
-        file: file.to_path_buf(),
-        axis_keys,
-        cases: spec.cases.iter().map(|(n, _)| n.clone()).collect(),
-        runs,
-    })
 }
 
 fn finish(mut errors: Vec<GridError>) -> GridErrors {
-    errors.sort_by(|a, b| (a.line, &a.path).cmp(&(b.line, &b.path)));
+    errors.sort_by(|a, b| (a.line, &a.set, &a.path).cmp(&(b.line, &b.set, &b.path)));
     errors.dedup();
     GridErrors(errors)
-}
-
-fn seg_str(s: &serde_path_to_error::Segment) -> Option<String> {
-    use serde_path_to_error::Segment;
-    match s {
-        Segment::Seq { index } => Some(index.to_string()),
-        Segment::Map { key } => Some(key.clone()),
-        Segment::Enum { variant } => Some(variant.clone()),
-        Segment::Unknown => None,
-    }
-}
-
-/// serde_yaml's message without its own path prefix and `at line … column …` suffix.
-fn clean_msg(s: &str) -> String {
-    let s = match s.find(" at line ") {
-        Some(i) => &s[..i],
-        None => s,
-    };
-    s.to_string()
-}
-
-/// Parse the file's structure (a single serde error, with its line and key path).
-fn parse_spec(text: &str, file: &Path) -> Result<GridSpec, GridErrors> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner.location().map(|l| l.line());
-        let mut msg = clean_msg(&inner.to_string());
-        // serde_yaml prefixes the message with its own idea of the path.
-        if let Some((p, rest)) = msg.split_once(": ") {
-            if !p.contains(' ') && !p.is_empty() {
-                msg = rest.to_string();
-            }
-        }
-        GridErrors(vec![GridError {
-            file: file.to_path_buf(),
-            line,
-            path: if path == "." { String::new() } else { path },
-            msg,
-        }])
-    })
 }
 
 fn valid_key(k: &str) -> bool {
@@ -494,81 +632,170 @@ pub fn fmt_value(v: &Value) -> String {
     }
 }
 
-/// Set `segs` in `target` to `v` (replacing the whole sub-tree there; `null` removes it). Dotted
-/// keys inside a mapping value are expanded.
-fn set_path(target: &mut Mapping, segs: &[&str], v: &Value) {
+/// Set `segs` in `target` to `v`. The value replaces the whole sub-tree there (a mapping's dotted
+/// keys expanded inside it); `null` removes the key, so the default applies. Returns the key paths
+/// (relative to `target`) that were set below and that `v` does not restate: replacing would drop
+/// them, which the callers refuse.
+fn set_path(target: &mut Mapping, segs: &[&str], v: &Value) -> Vec<String> {
     let k = Value::String(segs[0].to_string());
-    if segs.len() == 1 {
-        match v {
-            Value::Null => {
-                target.shift_remove(&k);
-            }
-            Value::Mapping(m) => {
-                let mut fresh = Mapping::new();
-                apply_all(&mut fresh, m);
-                target.insert(k, Value::Mapping(fresh));
-            }
-            other => {
-                target.insert(k, other.clone());
-            }
+    if segs.len() > 1 {
+        if !target.get(&k).is_some_and(Value::is_mapping) {
+            target.insert(k.clone(), Value::Mapping(Mapping::new()));
         }
-        return;
+        let Some(Value::Mapping(m)) = target.get_mut(&k) else {
+            return vec![];
+        };
+        let dropped = set_path(m, &segs[1..], v);
+        return dropped
+            .into_iter()
+            .map(|d| format!("{}.{d}", segs[0]))
+            .collect();
     }
-    if !target.get(&k).is_some_and(Value::is_mapping) {
-        target.insert(k.clone(), Value::Mapping(Mapping::new()));
-    }
-    if let Some(Value::Mapping(m)) = target.get_mut(&k) {
-        set_path(m, &segs[1..], v);
+    match v {
+        Value::Null => {
+            target.shift_remove(&k);
+            vec![]
+        }
+        Value::Mapping(m) => {
+            let dropped = match target.get(&k) {
+                Some(Value::Mapping(old)) => dropped_keys(old, &written(m), segs[0]),
+                _ => vec![],
+            };
+            let mut fresh = Mapping::new();
+            apply_all(&mut fresh, m);
+            target.insert(k, Value::Mapping(fresh));
+            dropped
+        }
+        other => {
+            target.insert(k, other.clone());
+            vec![]
+        }
     }
 }
 
-/// Apply every entry of `src` (keys may be dotted) onto `target`, in order.
-fn apply_all(target: &mut Mapping, src: &Mapping) {
+/// Apply every entry of `src` (keys may be dotted) onto `target`, in order. Returns, per entry
+/// that would drop keys, the entry's key and the dropped key paths.
+fn apply_all(target: &mut Mapping, src: &Mapping) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
     for (k, v) in src {
         match k.as_str() {
-            Some(ks) => set_path(target, &split(ks), v),
+            Some(ks) => {
+                let dropped = set_path(target, &split(ks), v);
+                if !dropped.is_empty() {
+                    out.push((ks.to_string(), dropped));
+                }
+            }
             None => {
                 target.insert(k.clone(), v.clone());
             }
         }
     }
+    out
 }
 
-/// Finds the line that set a config key path for one grid point: the last axis value covering it,
-/// else the case's `set`, else `base`, else the nearest set ancestor.
+/// A mapping as written, dotted keys nested, `null`s kept (they restate a key on purpose).
+fn written(m: &Mapping) -> Mapping {
+    let mut out = Mapping::new();
+    for (k, v) in m {
+        let Some(ks) = k.as_str() else { continue };
+        let segs = split(ks);
+        let mut here = &mut out;
+        for s in &segs[..segs.len() - 1] {
+            let key = Value::String(s.to_string());
+            if !here.get(&key).is_some_and(Value::is_mapping) {
+                here.insert(key.clone(), Value::Mapping(Mapping::new()));
+            }
+            here = match here.get_mut(&key) {
+                Some(Value::Mapping(m)) => m,
+                _ => unreachable!("just inserted a mapping"),
+            };
+        }
+        let last = Value::String(segs[segs.len() - 1].to_string());
+        let value = match v {
+            Value::Mapping(inner) => Value::Mapping(written(inner)),
+            other => other.clone(),
+        };
+        here.insert(last, value);
+    }
+    out
+}
+
+/// Keys of `old` (at `at`) that `new` does not mention, looking inside mappings both hold.
+fn dropped_keys(old: &Mapping, new: &Mapping, at: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, ov) in old {
+        let Some(ks) = k.as_str() else { continue };
+        match (ov, new.get(k)) {
+            (_, None) => out.push(format!("{at}.{ks}")),
+            (Value::Mapping(o), Some(Value::Mapping(n))) => {
+                out.extend(dropped_keys(o, n, &format!("{at}.{ks}")))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What to say about a value that would replace `key` and drop `dropped`.
+fn drop_msg(key: &str, dropped: &[String]) -> String {
+    let list: Vec<String> = dropped.iter().map(|d| format!("`{d}`")).collect();
+    format!(
+        "replaces all of `{key}`, dropping {} set before it: restate {}, set {} to null to use \
+         the default, or set single keys (`{key}.<key>: …`)",
+        list.join(", "),
+        if dropped.len() == 1 { "it" } else { "them" },
+        if dropped.len() == 1 { "it" } else { "them" },
+    )
+}
+
+/// Finds what set a config key path for one grid point: the last axis value covering it, else the
+/// case's `set`, else a `--set` override, else `base`, else the nearest set ancestor. Returns the
+/// line, or the override.
 struct Locator<'a> {
     map: &'a SourceMap,
     base: &'a Mapping,
+    overrides: &'a [Override],
     case: Option<(&'a str, &'a Mapping)>,
     choices: &'a [&'a Choice],
 }
 
 impl Locator<'_> {
-    fn line(&self, path: &[String]) -> Option<usize> {
+    fn locate(&self, path: &[String]) -> (Option<usize>, Option<String>) {
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         for n in (1..=path.len()).rev() {
             let p = &path[..n];
             for c in self.choices.iter().rev() {
                 let ks = split(&c.key);
                 if p.starts_with(&ks) {
-                    return self
+                    let line = self
                         .in_value(&c.src, &c.value, &p[ks.len()..])
                         .or_else(|| self.map.nearest(&c.src));
+                    return (line, None);
                 }
             }
             if let Some((name, set)) = self.case {
                 let prefix = [key("cases"), key(name), key("set")];
                 if let Some(l) = self.in_mapping(&prefix, set, p) {
-                    return Some(l);
+                    return (Some(l), None);
                 }
             }
+            let by_override = self
+                .overrides
+                .iter()
+                .rev()
+                .find(|o| p.starts_with(&split(&o.key)));
+            if let Some(o) = by_override {
+                return (None, Some(o.to_string()));
+            }
             if let Some(l) = self.in_mapping(&[key("base")], self.base, p) {
-                return Some(l);
+                return (Some(l), None);
             }
         }
-        self.map.line(&[key("base")])
+        (self.map.line(&[key("base")]), None)
     }
 
+    /// The line inside `v` (written at `src`) that sets `rest`, else the line of `v` (a value
+    /// replaces everything below it).
     fn in_value(&self, src: &[Seg], v: &Value, rest: &[&str]) -> Option<usize> {
         match v {
             Value::Mapping(m) if !rest.is_empty() => {

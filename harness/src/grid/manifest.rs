@@ -26,6 +26,7 @@ pub fn manifest(grid: &Grid) -> Manifest {
         source: grid.file.clone(),
         axes: grid.axis_keys.clone(),
         cases: grid.cases.clone(),
+        overrides: grid.overrides.iter().map(|o| o.to_string()).collect(),
         runs: grid.runs.iter().map(record).collect(),
     }
 }

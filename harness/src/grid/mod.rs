@@ -21,16 +21,18 @@
 //!     set: { algorithm: { name: dcmdp, lambda_0: 0.1 } }
 //!     axes: { algorithm.c: [0.001, 0.0037, 0.01] }
 //! ```
-//! Resolution of one run: `base` ← the case's `set` ← its axis values, each key (dotted or not)
-//! replacing the whole sub-tree it names (`null` removes it, falling back to the default); the
-//! result is deserialised into [`RunConfig`] and checked by [`config::validate`](crate::config::validate).
-//! Runs per case = Π (global axis lengths) × Π (case axis lengths) × seeds.
+//! Resolution of one run: `base` ← `--set` overrides ← the case's `set` ← its axis values. Each
+//! entry (dotted key or not) replaces the whole sub-tree it names; `null` removes it (falling back
+//! to the default). A mapping that would drop keys set before it (`set: { model: { name: x } }`
+//! when `base` set `model.lora`) is refused, naming them: restate them, set them to `null`, or set
+//! single keys (`model.name: x`). The result is checked into a [`RunConfig`] by
+//! [`config::check_document`](crate::config::check_document), every problem at once. Runs per
+//! case = Π (global axis lengths) × Π (case axis lengths) × seeds.
 use crate::config::RunConfig;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod expand;
-pub mod locate;
 pub mod manifest;
 pub mod plan;
 pub mod runner;
@@ -39,14 +41,16 @@ pub mod slurm;
 pub mod spec;
 
 pub use expand::{canonical_json, short_hash};
-pub use spec::GridSpec;
+pub use spec::{GridSpec, Override};
 
-/// One problem in a grid file: the file, the line that set the value (when known), the full key
-/// path and what is wrong.
+/// One problem in a grid file: the file, the line that set the value (when known) or the `--set`
+/// override that did, the full key path and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct GridError {
     pub file: PathBuf,
     pub line: Option<usize>,
+    /// The `--set key=value` the value came from.
+    pub set: Option<String>,
     pub path: String,
     pub msg: String,
 }
@@ -56,6 +60,9 @@ impl fmt::Display for GridError {
         write!(f, "{}", self.file.display())?;
         if let Some(l) = self.line {
             write!(f, ":{l}")?;
+        }
+        if let Some(s) = &self.set {
+            write!(f, ": --set {s}")?;
         }
         if self.path.is_empty() {
             write!(f, ": {}", self.msg)
@@ -71,13 +78,7 @@ pub struct GridErrors(pub Vec<GridError>);
 
 impl fmt::Display for GridErrors {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        crate::config::write_lines(f, &self.0)
     }
 }
 
@@ -118,26 +119,60 @@ pub struct Grid {
     pub axis_keys: Vec<String>,
     /// Case names in declaration order (empty when the file declares none).
     pub cases: Vec<String>,
+    /// The `--set` overrides applied to `base` (part of every run's config; children and saved
+    /// grids carry them).
+    pub overrides: Vec<Override>,
     pub runs: Vec<Run>,
 }
 
+/// How a grid file is loaded.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `--set` overrides of `base`.
+    pub overrides: Vec<Override>,
+    /// Check the files runs name (model directories, data files, an external engine's rollouts;
+    /// see [`config::inputs`](crate::config::inputs)). Off for planning before a download.
+    pub check_inputs: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            overrides: vec![],
+            check_inputs: true,
+        }
+    }
+}
+
 impl Grid {
-    /// Read, expand and validate a grid file. Every problem is returned at once.
+    /// Read, expand and validate a grid file (inputs checked, no overrides). Every problem is
+    /// returned at once.
     pub fn load(path: &Path) -> Result<Grid, GridErrors> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// [`load`](Grid::load) with overrides and options.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Grid, GridErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             GridErrors(vec![GridError {
                 file: path.to_path_buf(),
                 line: None,
+                set: None,
                 path: String::new(),
                 msg: format!("cannot read: {e}"),
             }])
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, opts)
     }
 
     /// Expand and validate grid text; `file` names it in errors and gives the default name.
     pub fn parse(text: &str, file: &Path) -> Result<Grid, GridErrors> {
-        expand::expand(text, file)
+        Self::parse_with(text, file, &LoadOptions::default())
+    }
+
+    /// [`parse`](Grid::parse) with overrides and options.
+    pub fn parse_with(text: &str, file: &Path, opts: &LoadOptions) -> Result<Grid, GridErrors> {
+        expand::expand(text, file, opts)
     }
 
     /// The run with this id.

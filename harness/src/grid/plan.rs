@@ -149,10 +149,10 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let (total, active) = m.param_counts();
     let lora = cfg.model.lora.as_ref();
     let trainable = match lora {
-        Some(l) => lora_params(&m, l.rank.max(0) as u64, &l.targets),
+        Some(l) => lora_params(&m, l.rank as u64, &l.targets),
         None => total,
     };
-    let alg = build_algorithm(&cfg.algorithm)?;
+    let alg = build_algorithm(&cfg.algorithm);
     let value_model = alg.needs_value_model();
     let ref_model = alg.needs_ref_policy();
     let h = m.hidden_size as u64;
@@ -184,7 +184,8 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let prompt_len = opts.prompt_len.unwrap_or_else(|| estimate_prompt_len(cfg)) as u64;
     let s = prompt_len + cfg.rollout.max_new_tokens as u64;
     let seqs = (cfg.rollout.prompts_per_step * cfg.rollout.group_size) as u64;
-    let b = (seqs / cfg.train.mini_batches.max(1) as u64).max(1);
+    // Checked: mini_batches ≥ 1 divides the batch.
+    let b = seqs / cfg.train.mini_batches as u64;
     let layers = m.num_hidden_layers as u64;
     let a = m.num_attention_heads as u64;
     let act16 = layers * (s * b * h * 34 + 5 * a * s * s * b);
@@ -374,7 +375,17 @@ pub fn render(p: &GridPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::LoadOptions;
     use std::path::Path;
+
+    /// Plan without the model directory and data files (as `harness plan` does).
+    fn parse(text: &str) -> Grid {
+        let opts = LoadOptions {
+            check_inputs: false,
+            ..Default::default()
+        };
+        Grid::parse_with(text, Path::new("p.yaml"), &opts).unwrap()
+    }
 
     #[test]
     fn qwen3_8b_full_finetune_in_bf16_is_16_bytes_per_param() {
@@ -388,7 +399,7 @@ base:
              engine: { precision: bf16 } }
   eval: { every: 0, prompts: 10, k: 1 }
 ";
-        let g = Grid::parse(text, Path::new("p.yaml")).unwrap();
+        let g = parse(text);
         let p = plan(&g, &PlanOptions::default()).unwrap();
         let r = &p.runs[0];
         let n = r.params_total;
@@ -414,7 +425,7 @@ base:
   task: { name: addition }
   algorithm: { name: grpo }
 ";
-        let g = Grid::parse(text, Path::new("p.yaml")).unwrap();
+        let g = parse(text);
         let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
         // 28 layers × 8 × ((1024 + 2048) + (1024 + 1024)).
         assert_eq!(r.params_trainable, 28 * 8 * (3072 + 2048));

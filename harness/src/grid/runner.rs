@@ -172,23 +172,9 @@ fn write_run_config(gdir: &Path, rec: &RunRecord, cfg: &RunConfig) -> Result<()>
     )
 }
 
-/// A run's saved `config.yaml`, validated.
-///
-/// The one place that loads a saved run config: switch it to `harness::config::load_run_config`
-/// when that lands (it does the same, with the config module's own error paths).
+/// A run's saved `config.yaml`, through the same checks as a grid's runs.
 pub fn load_saved_config(path: &Path) -> Result<RunConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let cfg: RunConfig = serde_yaml::from_str(&text)
-        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-    let errs = crate::config::validate::validate(&cfg);
-    if let Some(e) = errs.first() {
-        return Err(Error::Input(format!(
-            "{}: {} problem(s), first: {e}",
-            path.display(),
-            errs.len()
-        )));
-    }
-    Ok(cfg)
+    crate::config::load_run_config(path)
 }
 
 /// Where and how a run's process trains.

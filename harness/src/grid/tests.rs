@@ -174,7 +174,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 #[test]
-fn every_error_has_file_line_and_key_path() {
+fn every_error_has_file_line_and_key_path_all_at_once() {
     let e = errors(
         "name: bad
 base:
@@ -192,45 +192,24 @@ cases:
     set: { algorithm: { name: dppo, divergence: topk-kl } }
 ",
     );
+    // A structural error (the unknown key) no longer hides the value errors.
     let want = [
         "experiments/g.yaml:3: model.nmae: unknown field `nmae`",
-        "experiments/g.yaml:8: seeds: seed 0 is listed twice",
-    ];
-    for w in want {
-        assert!(e.iter().any(|l| l.starts_with(w)), "{w}\nnot in\n{e:#?}");
-    }
-    // The first error stops deserialisation of every point: fix it and the rest appear.
-    let e = errors(
-        "name: bad
-base:
-  model: { name: tiny-qwen3 }
-  task: { name: addition }
-  algorithm: { name: grpo }
-  optim:
-    lr: -1.0
-axes:
-  rollout.group_size: [1, 8]
-cases:
-  a: {}
-  b:
-    set: { algorithm: { name: dppo, divergence: topk-kl } }
-",
-    );
-    let want = [
         "experiments/g.yaml:7: optim.lr: must be a positive number",
-        "experiments/g.yaml:9: rollout.group_size: must be ≥ 2",
-        "experiments/g.yaml:13: algorithm.divergence: a top-K divergence needs",
+        "experiments/g.yaml:8: seeds: seed 0 is listed twice",
+        "experiments/g.yaml:10: rollout.group_size: must be ≥ 2",
+        "experiments/g.yaml:14: algorithm.divergence: a top-K divergence needs",
     ];
     for w in want {
         assert!(e.iter().any(|l| l.starts_with(w)), "{w}\nnot in\n{e:#?}");
     }
-    // `optim.lr` is wrong in every run: reported once, without a run label; the group size only
-    // where the axis sets 1 (once per case: the message names the algorithm).
-    assert_eq!(
-        e.iter().filter(|l| l.contains("optim.lr")).count(),
-        1,
-        "{e:#?}"
-    );
+    // `optim.lr` and the typo are wrong in every run: reported once, without a run label; the
+    // group size only where the axis sets 1 (once per case: the message names the algorithm).
+    for k in ["optim.lr", "model.nmae"] {
+        let l: Vec<&String> = e.iter().filter(|l| l.contains(k)).collect();
+        assert_eq!(l.len(), 1, "{e:#?}");
+        assert!(!l[0].contains("(in `"), "{}", l[0]);
+    }
     let gs: Vec<&String> = e
         .iter()
         .filter(|l| l.contains("rollout.group_size"))
@@ -250,11 +229,201 @@ cases:
 }
 
 #[test]
+fn two_unknown_keys_are_two_errors_and_a_wrong_type_is_located_at_its_key() {
+    let e = errors(
+        "base:
+  model: { name: tiny-qwen3, colour: red }
+  task: { name: addition, flavour: 1 }
+  algorithm: { name: dcmdp, eta_lambda: fast }
+  optim: { lr: -1.0 }
+axes:
+  rollout.temprature: [0.5]
+",
+    );
+    let want = [
+        "experiments/g.yaml:2: model.colour: unknown field `colour`",
+        "experiments/g.yaml:3: task.flavour: unknown field `flavour`",
+        "experiments/g.yaml:4: algorithm.eta_lambda: invalid type: string \"fast\", expected f64",
+        "experiments/g.yaml:5: optim.lr: must be a positive number",
+        "experiments/g.yaml:7: rollout.temprature: unknown field `temprature`",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, w) in e.iter().zip(want) {
+        assert!(got.starts_with(w), "{got}\nshould start with\n{w}");
+    }
+}
+
+#[test]
+fn grid_file_structure_errors_are_all_reported() {
+    let e = errors(&format!(
+        "{BASE}axis: {{x: [1]}}\nseed: [1]\ncases: {{a: {{sett: {{}}}}}}\n"
+    ));
+    let want = [
+        "experiments/g.yaml:7: axis: unknown field `axis`",
+        "experiments/g.yaml:8: seed: unknown field `seed`",
+        "experiments/g.yaml:9: cases.a.sett: unknown field `sett`",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, w) in e.iter().zip(want) {
+        assert!(got.starts_with(w), "{got}\nshould start with\n{w}");
+    }
+    let e = errors("seeds: [1]\n");
+    assert_eq!(
+        e,
+        vec!["experiments/g.yaml: base: required: the run config every case starts from (model, task, algorithm, …)"]
+    );
+}
+
+#[test]
+fn broken_yaml_is_a_syntax_error_at_its_line() {
+    let e = errors("base:\n  model: { name: tiny-qwen3 }\nfoo: [\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("experiments/g.yaml:4: YAML syntax error:"),
+        "{e:?}"
+    );
+    assert!(!e[0].contains("unknown field"), "{e:?}");
+}
+
+/// A `set:` mapping replaces the section it names; dropping what `base` set there is refused,
+/// naming the keys (restating them, or `null`, says what is meant).
+#[test]
+fn a_case_set_that_would_drop_base_keys_is_refused() {
+    let base = "
+base:
+  model: { name: tiny-qwen3, init_seed: 3, lora: { rank: 4, alpha: 8.0 } }
+  task: { name: addition }
+  algorithm: { name: grpo, clip_ratio_high: 0.28 }
+";
+    let e = errors(&format!(
+        "{base}cases:\n  moe: {{ set: {{ model: {{ name: tiny-qwen3-moe, lora: {{ rank: 2 }} }} }} }}\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "experiments/g.yaml:7: model: replaces all of `model`, dropping `model.init_seed`, \
+             `model.lora.alpha` set before it"
+        ),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{base}axes:\n  algorithm: [{{ name: dcmdp, c: 0.01 }}]\n"
+    ));
+    assert!(
+        e[0].starts_with("experiments/g.yaml:7: algorithm: replaces all of `algorithm`, dropping `algorithm.clip_ratio_high`"),
+        "{e:?}"
+    );
+    // Restated, nulled or set key by key: accepted.
+    let g = parse(&format!(
+        "{base}cases:
+  moe: {{ set: {{ model: {{ name: tiny-qwen3-moe, init_seed: 3, lora: {{ rank: 4, alpha: null }} }} }} }}
+  full: {{ set: {{ model.lora: null }} }}
+  dc: {{ set: {{ algorithm: {{ name: dcmdp, c: 0.01, clip_ratio_high: null }} }} }}
+  swap: {{ set: {{ model.name: tiny-qwen3-moe }} }}
+"
+    ))
+    .unwrap();
+    let m = |i: usize| &g.runs[i].config.model;
+    assert_eq!(
+        (m(0).init_seed, m(0).lora.as_ref().unwrap().alpha),
+        (Some(3), 16.0)
+    );
+    assert!(m(1).lora.is_none());
+    assert_eq!(
+        (m(3).name.as_str(), m(3).lora.as_ref().unwrap().rank),
+        ("tiny-qwen3-moe", 4)
+    );
+}
+
+fn with_set(text: &str, sets: &[&str]) -> Result<Grid, GridErrors> {
+    let opts = LoadOptions {
+        overrides: sets.iter().map(|s| s.parse().unwrap()).collect(),
+        ..Default::default()
+    };
+    Grid::parse_with(text, Path::new("experiments/g.yaml"), &opts)
+}
+
+#[test]
+fn overrides_change_base_and_name_their_key_path() {
+    let text = format!("{BASE}seeds: [0, 1]\naxes:\n  optim.lr: [1.0e-4, 2.0e-4]\n");
+    let g = with_set(&text, &["train.steps=2", "model.lora={rank: 2}"]).unwrap();
+    assert!(g.runs.iter().all(|r| r.config.train.steps == 2));
+    let m = &g.runs[0].config.model;
+    assert_eq!(
+        (m.name.as_str(), m.lora.as_ref().unwrap().rank),
+        ("tiny-qwen3", 2)
+    );
+    assert_eq!(
+        g.overrides
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>(),
+        vec!["train.steps=2", "model.lora={\"rank\":2}"]
+    );
+    // The ids are those of the same grid written with the values in `base`.
+    let same = parse(&format!(
+        "{BASE}  train.steps: 2\n  model.lora.rank: 2\nseeds: [0, 1]\naxes:\n  optim.lr: [1.0e-4, 2.0e-4]\n"
+    ))
+    .unwrap();
+    assert_eq!(ids(&g), ids(&same));
+
+    let e: Vec<String> = with_set(
+        &text,
+        &["rollout.group_sise=4", "train.steps=0", "optim.lr=0.1"],
+    )
+    .unwrap_err()
+    .0
+    .iter()
+    .map(|e| e.to_string())
+    .collect();
+    let want = [
+        "experiments/g.yaml: --set optim.lr=0.1: optim.lr: the grid varies `optim.lr` along an axis",
+        "experiments/g.yaml: --set rollout.group_sise=4: rollout.group_sise: unknown field `group_sise`",
+        "experiments/g.yaml: --set train.steps=0: train.steps: must be ≥ 1, got 0",
+    ];
+    assert_eq!(e.len(), want.len(), "{e:#?}");
+    for (got, w) in e.iter().zip(want) {
+        assert!(got.starts_with(w), "{got}\nshould start with\n{w}");
+    }
+    let case = format!("{BASE}cases:\n  a: {{ set: {{ algorithm: {{ name: dcmdp }} }} }}\n");
+    // The case replaces all of `algorithm`: an override of any key in it would be lost.
+    let e = with_set(&case, &["algorithm.clip_ratio_high=0.3"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("case `a` sets `algorithm`, which would replace"),
+        "{e}"
+    );
+    let case = format!("{BASE}cases:\n  a: {{ set: {{ algorithm.name: dcmdp }} }}\n");
+    let e = with_set(&case, &["algorithm.name=dppo"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("case `a` sets `algorithm.name`"), "{e}");
+    let g = with_set(&case, &["algorithm.clip_ratio_high=0.3"]).unwrap();
+    match &g.runs[0].config.algorithm {
+        crate::objective::AlgorithmConfig::Dcmdp(c) => assert_eq!(c.policy.clip_ratio_high, 0.3),
+        other => panic!("{other:?}"),
+    }
+    let e = with_set(&text, &["model={lora: {rank: 2}}"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--set model={\"lora\":{\"rank\":2}}: model: replaces all of `model`, dropping `model.name`"),
+        "{e}"
+    );
+    for bad in ["novalue", "=3", "a..b=1", "x=[1"] {
+        assert!(bad.parse::<Override>().is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn structure_errors_have_lines() {
     let e = errors("base: {}\naxis: {x: [1]}\n");
-    assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("experiments/g.yaml:2"), "{e:?}");
-    assert!(e[0].contains("unknown field `axis`"), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("experiments/g.yaml:2: axis: unknown field `axis`")),
+        "{e:?}"
+    );
 
     let e = errors("base:\n  model: [\n");
     assert!(e[0].starts_with("experiments/g.yaml:"), "{e:?}");

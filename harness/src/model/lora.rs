@@ -12,8 +12,8 @@
 //! MoE: stacked experts get no adapters. On sparse layers only the attention projections are
 //! adapted; `gate_proj`/`up_proj`/`down_proj` adapt the dense MLPs (`mlp_only_layers`) only, and
 //! config validation rejects MLP targets on MoE models.
-use super::qwen3::{linear, Qwen3};
-use crate::config::LoraConfig;
+use super::ops::LoraAdapter;
+use super::qwen3::Qwen3;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,32 +22,43 @@ use tch::{Device, Kind, Tensor};
 /// Prefix PEFT puts before the model's own parameter names.
 pub const PEFT_PREFIX: &str = "base_model.model.";
 
-pub(crate) struct LoraAdapter {
-    /// `[r, in]`
-    pub(crate) a: Tensor,
-    /// `[out, r]`
-    pub(crate) b: Tensor,
-    /// `α / r`
-    pub(crate) scale: f64,
+/// Projections LoRA can adapt (Hugging Face module names).
+pub const LORA_TARGETS: &[&str] = &[
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// Targets inside the MLP: on MoE layers these are stacked experts, which take no adapters.
+pub const MLP_TARGETS: &[&str] = &["gate_proj", "up_proj", "down_proj"];
+
+/// `model.lora` in a run config: adapters of rank `rank` and scale `alpha / rank` on `targets`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    /// Required, ≥ 1 (defaulted to 0 only so config checks can report it with other problems).
+    #[serde(default)]
+    pub rank: i64,
+    #[serde(default = "default_lora_alpha")]
+    pub alpha: f64,
+    /// Projection names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`).
+    #[serde(default = "default_lora_targets")]
+    pub targets: Vec<String>,
 }
 
-impl LoraAdapter {
-    /// `(α/r)·(x Aᵀ) Bᵀ` in the dtype of `x`.
-    pub(crate) fn delta(&self, x: &Tensor) -> Tensor {
-        linear(&linear(x, &self.a), &self.b) * self.scale
-    }
+pub fn default_lora_alpha() -> f64 {
+    16.0
+}
 
-    /// `W + (α/r)·B A`, computed in fp32 and stored in `W`'s dtype (no gradient).
-    pub(crate) fn merged(&self, w: &Tensor) -> Tensor {
-        tch::no_grad(|| {
-            let d = self
-                .b
-                .to_kind(Kind::Float)
-                .matmul(&self.a.to_kind(Kind::Float))
-                * self.scale;
-            (w.to_kind(Kind::Float) + d).to_kind(w.kind())
-        })
-    }
+/// The attention projections (PEFT's usual choice for Qwen-style models).
+pub fn default_lora_targets() -> Vec<String> {
+    ["q_proj", "k_proj", "v_proj", "o_proj"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Qwen3 {

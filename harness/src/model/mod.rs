@@ -1,7 +1,10 @@
-//! Qwen3 dense and Qwen3-MoE on LibTorch: config, weights in/out, KV cache, presets, tokenizers.
+//! Qwen3 dense and Qwen3-MoE on LibTorch: config, weights in/out, KV cache, presets, Hub ids,
+//! tokenizers.
 pub mod config;
+pub mod hub;
 pub mod kv_cache;
 pub mod lora;
+pub mod ops;
 pub mod presets;
 pub mod qwen3;
 pub mod qwen3_moe;
@@ -19,27 +22,30 @@ use crate::Result;
 use std::path::Path;
 use tch::{Device, Kind};
 
-/// A model named on the command line or in config: a local HF directory, or a preset name
-/// (random init from `seed`).
+/// A model named on the command line or in config: a local HF directory, a Hugging Face Hub id in
+/// the local cache, or a preset name (random init from `seed`). See [`hub::locate`].
 pub fn load_model(spec: &str, kind: Kind, device: Device, seed: i64) -> Result<Qwen3> {
-    let path = Path::new(spec);
-    if path.is_dir() {
-        let cfg = Qwen3Config::from_file(path)?;
-        let mut ck = Checkpoint::open(path, kind, device)?;
-        Qwen3::from_source(&cfg, &mut ck)
-    } else {
-        let cfg = presets::preset(spec)?;
-        Qwen3::from_source(&cfg, &mut RandomInit::new(seed, kind, device))
+    match hub::locate(spec)? {
+        hub::ModelSource::Dir(path) => {
+            let cfg = Qwen3Config::from_file(&path)?;
+            let mut ck = Checkpoint::open(&path, kind, device)?;
+            Qwen3::from_source(&cfg, &mut ck)
+        }
+        hub::ModelSource::Preset(cfg) => {
+            Qwen3::from_source(&cfg, &mut RandomInit::new(seed, kind, device))
+        }
     }
 }
 
-/// The config of a model spec without loading weights.
+/// The config of a model spec (or of a `config.json` file) without loading weights.
 pub fn model_config(spec: &str) -> Result<Qwen3Config> {
     let path = Path::new(spec);
-    if path.is_dir() || path.extension().is_some_and(|e| e == "json") {
-        Qwen3Config::from_file(path)
-    } else {
-        presets::preset(spec)
+    if path.extension().is_some_and(|e| e == "json") {
+        return Qwen3Config::from_file(path);
+    }
+    match hub::locate(spec)? {
+        hub::ModelSource::Dir(path) => Qwen3Config::from_file(&path),
+        hub::ModelSource::Preset(cfg) => Ok(cfg),
     }
 }
 

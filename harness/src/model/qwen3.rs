@@ -3,67 +3,11 @@
 //! RoPE, GQA, SwiGLU, tied or untied head.
 use super::config::Qwen3Config;
 use super::kv_cache::KvCache;
-use super::lora::LoraAdapter;
+use super::ops::{linear, rms_norm, Proj};
 use super::qwen3_moe::{load_balancing_loss, MoeBlock, MoeImpl};
 use super::weights::WeightSource;
 use crate::Result;
 use tch::{Device, Kind, Tensor};
-
-/// `x Wᵀ`, with `W` cast to the activation's dtype when they differ (fp32 master weights under a
-/// bf16 compute dtype: autograd carries the gradient back to the fp32 tensor).
-pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Tensor {
-    if w.kind() == x.kind() {
-        x.linear::<&Tensor>(w, None)
-    } else {
-        x.linear::<&Tensor>(&w.to_kind(x.kind()), None)
-    }
-}
-
-/// RMSNorm computed in fp32, cast back, then scaled (HF order).
-pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
-    let kind = x.kind();
-    let xf = x.to_kind(Kind::Float);
-    let var = xf.square().mean_dim(-1, true, Kind::Float);
-    let y = xf * (var + eps).rsqrt();
-    if w.kind() == kind {
-        w * y.to_kind(kind)
-    } else {
-        w.to_kind(kind) * y.to_kind(kind)
-    }
-}
-
-/// `down(silu(gate(x)) * up(x))`.
-pub(crate) fn swiglu(x: &Tensor, gate: &Tensor, up: &Tensor, down: &Tensor) -> Tensor {
-    linear(&(linear(x, gate).silu() * linear(x, up)), down)
-}
-
-/// A dense projection: the (possibly frozen) base weight `[out, in]` and an optional LoRA adapter.
-pub(crate) struct Proj {
-    pub(crate) w: Tensor,
-    pub(crate) lora: Option<LoraAdapter>,
-}
-
-impl Proj {
-    fn new(w: Tensor) -> Self {
-        Proj { w, lora: None }
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        let y = linear(x, &self.w);
-        match &self.lora {
-            None => y,
-            Some(a) => y + a.delta(x),
-        }
-    }
-
-    /// The weight the projection applies: `W + (α/r)·B A` with an adapter, else `W` (shared).
-    pub(crate) fn effective(&self) -> Tensor {
-        match &self.lora {
-            None => self.w.shallow_clone(),
-            Some(a) => a.merged(&self.w),
-        }
-    }
-}
 
 fn rotate_half(x: &Tensor) -> Tensor {
     let d = *x.size().last().unwrap();

@@ -4,7 +4,7 @@
 //! host sync) or through the per-expert loop (the reference path: one host sync per layer for the
 //! counts). `MoeImpl::Auto` picks grouped on CUDA and the loop on CPU.
 use super::config::Qwen3Config;
-use super::qwen3::{linear, swiglu};
+use super::ops::{linear, swiglu};
 use super::weights::WeightSource;
 use crate::Result;
 use tch::{Device, Kind, Tensor};

@@ -1,8 +1,8 @@
 //! LoRA, activation recompute, grouped-GEMM MoE and bf16 compute on the CPU (the GPU path's
 //! CPU-testable side).
+use super::lora::LoraConfig;
 use super::recompute::forward_recompute;
 use super::*;
-use crate::config::LoraConfig;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
@@ -323,11 +323,11 @@ fn grouped_moe_matches_the_per_expert_loop() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: cargo test -- --ignored cuda (scripts/test-gpu.sh)"]
 fn grouped_moe_matches_the_loop_on_cuda_in_bf16() {
-    if !tch::Cuda::is_available() {
-        eprintln!("skipped: no CUDA device (the CPU test covers fp32 grouped vs loop)");
-        return;
-    }
+    // Without a device this test is reported as ignored (the CPU test covers fp32 grouped vs
+    // loop); asked for explicitly on a machine without one, it fails rather than passing.
+    assert!(tch::Cuda::is_available(), "no CUDA device is visible");
     let _rng = crate::rng_lock();
     let dev = Device::Cuda(0);
     let b = moe_block(256, 128, 16, 4, Kind::BFloat16, dev);

@@ -63,6 +63,59 @@ impl WeightSource for RandomInit {
     }
 }
 
+/// The single-file checkpoint name and the shard index name of a HF model directory.
+pub const SINGLE_FILE: &str = "model.safetensors";
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// Files of a HF model directory that describe its tokenizer, chat template and generation
+/// defaults: what travels with the weights (exports, downloads).
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "generation_config.json",
+];
+
+/// Whether `name` is a weight file that [`save_hf_dir`] writes: the single file, the index, or a
+/// shard `model-NNNNN-of-NNNNN.safetensors`.
+pub fn is_weight_file(name: &str) -> bool {
+    let shard = name
+        .strip_prefix("model-")
+        .and_then(|r| r.strip_suffix(".safetensors"))
+        .and_then(|r| r.split_once("-of-"))
+        .is_some_and(|(a, b)| {
+            [a, b]
+                .iter()
+                .all(|p| p.len() == 5 && p.bytes().all(|c| c.is_ascii_digit()))
+        });
+    shard || name == SINGLE_FILE || name == INDEX_FILE
+}
+
+/// Remove the weight files [`save_hf_dir`] writes (see [`is_weight_file`]) from `dir`, leaving
+/// everything else; returns the names removed, sorted.
+pub fn remove_weight_files(dir: &Path) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_weight_file(&name) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            removed.push(name);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 struct MappedFile {
     path: PathBuf,
     map: Mmap,
@@ -80,7 +133,7 @@ pub struct Checkpoint {
     device: Device,
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
+pub(crate) fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
         Dtype::BF16 => Kind::BFloat16,
         Dtype::F16 => Kind::Half,
@@ -90,7 +143,7 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     })
 }
 
-fn dtype_of(kind: Kind) -> Result<Dtype> {
+pub(crate) fn dtype_of(kind: Kind) -> Result<Dtype> {
     Ok(match kind {
         Kind::BFloat16 => Dtype::BF16,
         Kind::Half => Dtype::F16,
@@ -107,7 +160,15 @@ impl Checkpoint {
             path: dir.to_path_buf(),
             msg,
         };
-        let index_path = dir.join("model.safetensors.index.json");
+        let index_path = dir.join(INDEX_FILE);
+        if index_path.exists() && dir.join(SINGLE_FILE).exists() {
+            // Two checkpoints in one folder (e.g. a re-init that left old shards): loading either
+            // would silently disagree with tools that pick the other.
+            return Err(ck_err(format!(
+                "holds both {SINGLE_FILE} and {INDEX_FILE} (with its shards): two checkpoints in \
+                 one folder; remove the stale one"
+            )));
+        }
         let (file_names, weight_map): (Vec<String>, Option<BTreeMap<String, String>>) =
             if index_path.exists() {
                 #[derive(serde::Deserialize)]
@@ -116,16 +177,14 @@ impl Checkpoint {
                 }
                 let text =
                     std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
-                let index: Index = serde_json::from_str(&text).map_err(|e| Error::Json {
-                    path: index_path.clone(),
-                    source: e,
-                })?;
+                let index: Index =
+                    serde_json::from_str(&text).map_err(|e| Error::json(&index_path, e))?;
                 let mut names: Vec<String> = index.weight_map.values().cloned().collect();
                 names.sort();
                 names.dedup();
                 (names, Some(index.weight_map))
-            } else if dir.join("model.safetensors").exists() {
-                (vec!["model.safetensors".into()], None)
+            } else if dir.join(SINGLE_FILE).exists() {
+                (vec![SINGLE_FILE.into()], None)
             } else {
                 return Err(ck_err(
                     "no model.safetensors or model.safetensors.index.json".into(),
@@ -324,6 +383,8 @@ pub fn hf_named_tensors(named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
 
 /// Write `config.json` and the tensors as a HF directory, sharded when the total exceeds
 /// `max_shard_bytes` (then with `model.safetensors.index.json`). Tensors are stored as `kind`.
+/// Weight files already in `dir` (either layout) are removed first, so no stale shard or single
+/// file is left beside the new checkpoint; other files are kept.
 pub fn save_hf_dir(
     cfg: &Qwen3Config,
     named: Vec<(String, Tensor)>,
@@ -332,6 +393,7 @@ pub fn save_hf_dir(
     max_shard_bytes: u64,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    remove_weight_files(dir)?;
     let mut config = cfg.to_hf_json();
     config["torch_dtype"] = crate::runtime::dtype_name(kind)
         .replace("fp32", "float32")
@@ -360,7 +422,7 @@ pub fn save_hf_dir(
     let mut weight_map = BTreeMap::new();
     for (i, shard) in shards.into_iter().enumerate() {
         let fname = if n == 1 {
-            "model.safetensors".to_string()
+            SINGLE_FILE.to_string()
         } else {
             format!("model-{:05}-of-{:05}.safetensors", i + 1, n)
         };
@@ -386,9 +448,69 @@ pub fn save_hf_dir(
     if n > 1 {
         let index =
             serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        let p = dir.join("model.safetensors.index.json");
+        let p = dir.join(INDEX_FILE);
         std::fs::write(&p, serde_json::to_string_pretty(&index).unwrap())
             .map_err(|e| Error::io(&p, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn weight_file_names() {
+        for yes in [SINGLE_FILE, INDEX_FILE, "model-00001-of-00003.safetensors"] {
+            assert!(is_weight_file(yes), "{yes}");
+        }
+        for no in [
+            "config.json",
+            "tokenizer.json",
+            "adapter_model.safetensors",
+            "model-1-of-3.safetensors",
+            "model-00001-of-00003.bin",
+            "my-model.safetensors",
+        ] {
+            assert!(!is_weight_file(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn rewriting_a_directory_leaves_one_layout_and_the_users_files() {
+        let cfg = crate::model::presets::preset("tiny-qwen3").unwrap();
+        let m = crate::model::load_model("tiny-qwen3", Kind::Float, Device::Cpu, 7).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join("NOTES.md"), "mine").unwrap();
+        save_hf_dir(&cfg, m.named_parameters(), d, Kind::Float, 1 << 20).unwrap();
+        assert!(d.join(INDEX_FILE).exists());
+        save_hf_dir(&cfg, m.named_parameters(), d, Kind::Float, 5 << 30).unwrap();
+        assert_eq!(files(d), ["NOTES.md", "config.json", SINGLE_FILE]);
+    }
+
+    #[test]
+    fn a_folder_with_both_layouts_is_refused_naming_the_files() {
+        let cfg = crate::model::presets::preset("tiny-qwen3").unwrap();
+        let m = crate::model::load_model("tiny-qwen3", Kind::Float, Device::Cpu, 7).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        save_hf_dir(&cfg, m.named_parameters(), &a, Kind::Float, 1 << 20).unwrap();
+        save_hf_dir(&cfg, m.named_parameters(), &b, Kind::Float, 5 << 30).unwrap();
+        std::fs::copy(b.join(SINGLE_FILE), a.join(SINGLE_FILE)).unwrap();
+        let e = Checkpoint::open(&a, Kind::Float, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(SINGLE_FILE) && e.contains(INDEX_FILE), "{e}");
+    }
 }

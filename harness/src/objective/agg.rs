@@ -1,25 +1,26 @@
-//! `loss_agg_mode`: how per-token losses `[B, T]` become one scalar (names as in verl).
+//! `loss_agg_mode`: how per-token losses `[B, T]` become one scalar (names and denominators as in
+//! verl 0.9.1's `agg_loss`; see `docs/algorithms.md`).
 //!
 //! Every mode is linear in the per-token loss, so it is written as `Σ g ⊙ l` with constant
-//! coefficients `g` ([`agg_coefficients`]); a sequence with no token left in the mask (all padding,
-//! or rejected by a mismatch correction) takes no part in the sequence means. That makes every mode
-//! invariant to padding (extra masked columns or rows), except that `seq-mean-token-sum-norm` with
-//! no explicit `norm` divides by the padded length `T`: give it a fixed norm (the max response length)
-//! in training.
+//! coefficients `g` ([`agg_coefficients`]). The denominators are mini-batch totals ([`AggTotals`]):
+//! the tokens left after rejections (verl's `batch_num_tokens`) and the sequences that have a
+//! response token (verl's `global_batch_size`; a sequence rejected by a correction still counts).
+//! A batch that is one micro-batch of a larger mini-batch is given the mini-batch's totals, so the
+//! micro-batch losses add up to the mini-batch loss.
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossAggMode {
-    /// Σ over all tokens of the mini-batch / number of tokens (DAPO).
+    /// Σ over the mini-batch's tokens / its token count (DAPO).
     #[default]
     TokenMean,
-    /// Mean over sequences of each sequence's token mean (original GRPO).
+    /// Σ over sequences of each sequence's token mean / the sequence count (original GRPO).
     SeqMeanTokenMean,
-    /// Mean over sequences of each sequence's token sum.
+    /// Σ over sequences of each sequence's token sum / the sequence count.
     SeqMeanTokenSum,
-    /// Mean over sequences of the token sum / a fixed constant (Dr.GRPO).
+    /// As `seq-mean-token-sum`, divided by a constant horizon (Dr.GRPO).
     SeqMeanTokenSumNorm,
 }
 
@@ -32,11 +33,66 @@ impl LossAggMode {
     ];
 }
 
-/// A mode plus the constant of `seq-mean-token-sum-norm` (`None`: the batch's padded length `T`).
+/// A mode plus the constant of `seq-mean-token-sum-norm` (`None`: the mini-batch's padded length
+/// `T`, [`AggTotals::horizon`], as verl's `loss_scale_factor: null`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossAgg {
     pub mode: LossAggMode,
     pub norm: Option<f64>,
+}
+
+/// Mini-batch-wide denominators of the aggregation (and of the mean-type metrics).
+///
+/// - `tokens`: response tokens that enter the loss, i.e. the response mask minus the tokens and
+///   sequences a correction rejects (MIS, Seq-MIS, Geo-RS). IcePop's zero-weighted tokens stay in.
+/// - `seqs`: sequences with at least one response token, before any rejection.
+/// - `horizon`: the padded response length `T` of the mini-batch.
+///
+/// Take them once per mini-batch with [`Algorithm::agg_totals`](super::Algorithm::agg_totals)
+/// (it applies the algorithm's rejections) and hand them to every micro-batch with
+/// [`PolicyBatch::with_agg_totals`](super::PolicyBatch::with_agg_totals).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AggTotals {
+    pub tokens: f64,
+    pub seqs: f64,
+    pub horizon: f64,
+}
+
+impl AggTotals {
+    /// Totals of a batch whose loss mask is `kept` (the response mask after rejections) and whose
+    /// response mask is `mask`.
+    pub fn of(mask: &Tensor, kept: &Tensor) -> AggTotals {
+        let horizon = *mask.size().last().expect("mask is [B, T]") as f64;
+        let seqs = mask
+            .detach()
+            .gt(0.0)
+            .any_dim(-1, false)
+            .to_kind(Kind::Double)
+            .sum(Kind::Double);
+        AggTotals {
+            tokens: kept
+                .detach()
+                .to_kind(Kind::Double)
+                .sum(Kind::Double)
+                .double_value(&[]),
+            seqs: seqs.double_value(&[]),
+            horizon,
+        }
+    }
+
+    /// Totals of a batch without rejections.
+    pub fn from_mask(mask: &Tensor) -> AggTotals {
+        AggTotals::of(mask, mask)
+    }
+
+    /// `x / tokens`, 0 when there are none: a mean-type metric whose micro-batch parts add up.
+    pub fn per_token(&self, x: f64) -> f64 {
+        if self.tokens > 0.0 {
+            x / self.tokens
+        } else {
+            0.0
+        }
+    }
 }
 
 impl LossAgg {
@@ -44,33 +100,32 @@ impl LossAgg {
         LossAgg { mode, norm }
     }
 
-    /// `Σ g ⊙ loss_mat` over the mask (see [`agg_coefficients`]).
-    pub fn apply(&self, loss_mat: &Tensor, mask: &Tensor) -> Tensor {
-        agg_loss(loss_mat, mask, self.mode, self.norm)
+    /// `Σ g ⊙ loss_mat` (see [`agg_coefficients`]).
+    pub fn apply(&self, loss_mat: &Tensor, kept: &Tensor, totals: &AggTotals) -> Tensor {
+        (loss_mat * agg_coefficients(kept, self, totals)).sum(loss_mat.kind())
     }
 }
 
-/// Constant coefficients `g [B, T]` with `loss = Σ g ⊙ l`; zero outside the mask.
-pub fn agg_coefficients(mask: &Tensor, mode: LossAggMode, norm: Option<f64>) -> Tensor {
-    let kind = mask.kind();
-    let mask = mask.detach();
-    let per_seq = mask.sum_dim_intlist(-1, true, kind);
-    let n_seqs = per_seq.gt(0.0).to_kind(kind).sum(kind).clamp_min(1.0);
-    match mode {
-        LossAggMode::TokenMean => &mask / mask.sum(kind).clamp_min(1.0),
-        LossAggMode::SeqMeanTokenMean => &mask / per_seq.clamp_min(1.0) / n_seqs,
-        LossAggMode::SeqMeanTokenSum => &mask / n_seqs,
-        LossAggMode::SeqMeanTokenSumNorm => {
-            let t = *mask.size().last().expect("mask is [B, T]") as f64;
-            &mask / n_seqs / norm.unwrap_or(t)
+/// Constant coefficients `g [B, T]` with `loss = Σ g ⊙ l`, zero outside `kept` (the loss mask).
+pub fn agg_coefficients(kept: &Tensor, agg: &LossAgg, totals: &AggTotals) -> Tensor {
+    let kind = kept.kind();
+    let kept = kept.detach();
+    let seqs = totals.seqs.max(1.0);
+    match agg.mode {
+        LossAggMode::TokenMean => &kept / totals.tokens.max(1.0),
+        LossAggMode::SeqMeanTokenMean => {
+            let per_seq = kept.sum_dim_intlist(-1, true, kind).clamp_min(1.0);
+            &kept / per_seq / seqs
         }
+        LossAggMode::SeqMeanTokenSum => &kept / seqs,
+        LossAggMode::SeqMeanTokenSumNorm => &kept / seqs / agg.norm.unwrap_or(totals.horizon),
     }
 }
 
-/// Aggregate a per-token loss `[B, T]` to a scalar. Entries outside the mask must be finite (the
-/// objectives zero them first) since they are multiplied by 0.
+/// Aggregate a per-token loss `[B, T]` with the batch's own totals (no rejection). Entries outside
+/// the mask must be finite (the objectives zero them first) since they are multiplied by 0.
 pub fn agg_loss(loss_mat: &Tensor, mask: &Tensor, mode: LossAggMode, norm: Option<f64>) -> Tensor {
-    (loss_mat * agg_coefficients(mask, mode, norm)).sum(loss_mat.kind())
+    LossAgg::new(mode, norm).apply(loss_mat, mask, &AggTotals::from_mask(mask))
 }
 
 #[cfg(test)]
@@ -78,7 +133,6 @@ mod tests {
     use super::*;
     use crate::objective::testutil::*;
     use proptest::prelude::*;
-    use tch::Kind;
 
     #[test]
     fn modes_by_hand() {
@@ -103,6 +157,25 @@ mod tests {
             1e-12,
         );
         assert_close(v(LossAggMode::SeqMeanTokenSumNorm, Some(10.0)), 0.45, 1e-12);
+    }
+
+    #[test]
+    fn rejected_sequences_stay_in_the_sequence_count() {
+        // Row 1 rejected: token-mean divides by the tokens left, the seq-means by both rows (verl).
+        let l = t2(&[1.0, 3.0, 5.0, 7.0], 2, 2);
+        let mask = t2(&[1.0, 1.0, 1.0, 1.0], 2, 2);
+        let kept = t2(&[1.0, 1.0, 0.0, 0.0], 2, 2);
+        let tot = AggTotals::of(&mask, &kept);
+        assert_eq!((tot.tokens, tot.seqs, tot.horizon), (2.0, 2.0, 2.0));
+        let v = |mode| {
+            LossAgg::new(mode, None)
+                .apply(&l, &kept, &tot)
+                .double_value(&[])
+        };
+        assert_close(v(LossAggMode::TokenMean), 2.0, 1e-12);
+        assert_close(v(LossAggMode::SeqMeanTokenMean), 1.0, 1e-12);
+        assert_close(v(LossAggMode::SeqMeanTokenSum), 2.0, 1e-12);
+        assert_close(v(LossAggMode::SeqMeanTokenSumNorm), 1.0, 1e-12);
     }
 
     #[test]
@@ -155,6 +228,24 @@ mod tests {
                 prop_assert!(max_abs_diff(&inner, &grad) <= 1e-14, "{mode:?}");
                 let on_padding = to_vec(&grad_p.masked_select(&mp.eq(0.0)));
                 prop_assert!(on_padding.iter().all(|g| *g == 0.0));
+            }
+        }
+
+        /// Split the rows into two micro-batches that carry the whole batch's totals: the two
+        /// losses add up to the whole batch's loss under every mode.
+        #[test]
+        fn micro_batches_add_up(b in ragged_batch(5, 6), cut in 0i64..6) {
+            let (rows, _) = b.x.size2().unwrap();
+            let cut = cut.min(rows);
+            for mode in LossAggMode::ALL {
+                let agg = LossAgg::new(mode, None);
+                let tot = AggTotals::from_mask(&b.mask);
+                let whole = agg.apply(&b.x, &b.mask, &tot).double_value(&[]);
+                let part = |s: i64, n: i64| agg
+                    .apply(&b.x.narrow(0, s, n), &b.mask.narrow(0, s, n), &tot)
+                    .double_value(&[]);
+                let split = part(0, cut) + part(cut, rows - cut);
+                prop_assert!((whole - split).abs() <= 1e-12 * (1.0 + whole.abs()), "{mode:?}");
             }
         }
 

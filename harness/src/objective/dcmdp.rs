@@ -12,14 +12,13 @@
 //!
 //! Defaults: `c` 0.0037 and `λ_0` 0.1 (Qwen3-8B; 0.0050 / 0.05 for Qwen3-30B-A3B), `η_λ` 1.0,
 //! `λ_max` 10 (a safety bound, not from the paper), the GRPO keys with GRPO's defaults (the
-//! paper's ε 0.24 is `clip_ratio_high: 0.24`).
-use super::agg::{LossAgg, LossAggMode};
-use super::correction::Correction;
-use super::grpo::{policy_loss, GrpoConfig, PgConfig};
-use super::kl::KlPenalty;
+//! paper's ε 0.24 is `clip_ratio_high: 0.24`). No public code exists: everything here follows
+//! secondary summaries of the paper (see `docs/algorithms.md`).
+use super::agg::AggTotals;
+use super::grpo::{policy_loss, policy_loss_parts, PolicyLossConfig};
 use super::{
-    check, masked_mean, mean_abs_prob_diff, scalar, valid, zero_pad, AdvantageInput, Advantages,
-    Algorithm, Metrics, PolicyBatch, StepStats,
+    mean_abs_prob_diff, scalar, sum_over, valid, zero_pad, AdvantageInput, Advantages, Algorithm,
+    ConfigProblem, Metrics, PolicyBatch, StepStats,
 };
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -36,16 +35,12 @@ pub enum DcForm {
 
 /// `algorithm: { name: dcmdp, … }` (alias `dc-grpo`): the `grpo` keys plus the constraint's.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DcmdpConfig {
+    /// Divide by the group's std (GRPO's default).
     pub norm_adv_by_std: bool,
-    pub clip_ratio_low: f64,
-    pub clip_ratio_high: f64,
-    pub clip_ratio_c: Option<f64>,
-    pub loss_agg_mode: LossAggMode,
-    pub loss_agg_norm: Option<f64>,
-    pub kl: Option<KlPenalty>,
-    pub corrections: Vec<Correction>,
+    #[serde(flatten)]
+    pub policy: PolicyLossConfig,
     /// Tolerance `c` on δ̄.
     pub c: f64,
     /// Initial multiplier λ_0.
@@ -61,16 +56,9 @@ pub struct DcmdpConfig {
 
 impl Default for DcmdpConfig {
     fn default() -> Self {
-        let g = GrpoConfig::default();
         DcmdpConfig {
-            norm_adv_by_std: g.norm_adv_by_std,
-            clip_ratio_low: g.clip_ratio_low,
-            clip_ratio_high: g.clip_ratio_high,
-            clip_ratio_c: g.clip_ratio_c,
-            loss_agg_mode: g.loss_agg_mode,
-            loss_agg_norm: g.loss_agg_norm,
-            kl: g.kl,
-            corrections: g.corrections,
+            norm_adv_by_std: true,
+            policy: PolicyLossConfig::default(),
             c: 0.0037,
             lambda_0: 0.1,
             eta_lambda: 1.0,
@@ -82,39 +70,27 @@ impl Default for DcmdpConfig {
 }
 
 impl DcmdpConfig {
-    /// The base optimiser's config.
-    pub fn grpo(&self) -> GrpoConfig {
-        GrpoConfig {
-            norm_adv_by_std: self.norm_adv_by_std,
-            clip_ratio_low: self.clip_ratio_low,
-            clip_ratio_high: self.clip_ratio_high,
-            clip_ratio_c: self.clip_ratio_c,
-            loss_agg_mode: self.loss_agg_mode,
-            loss_agg_norm: self.loss_agg_norm,
-            kl: self.kl,
-            corrections: self.corrections.clone(),
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        let mut out = self.policy.check();
+        for (key, v) in [
+            ("c", self.c),
+            ("eta_lambda", self.eta_lambda),
+            ("lambda_max", self.lambda_max),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                out.push(ConfigProblem::new(key, format!("must be >= 0, got {v}")));
+            }
         }
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        self.grpo().pg().validate()?;
-        let non_neg = |key: &str, v: f64| {
-            check(v.is_finite() && v >= 0.0, || {
-                format!("`{key}` must be >= 0, got {v}")
-            })
-        };
-        non_neg("c", self.c)?;
-        non_neg("eta_lambda", self.eta_lambda)?;
-        non_neg("lambda_max", self.lambda_max)?;
-        check(
-            self.lambda_0.is_finite() && (0.0..=self.lambda_max).contains(&self.lambda_0),
-            || {
+        if !(self.lambda_0.is_finite() && (0.0..=self.lambda_max).contains(&self.lambda_0)) {
+            out.push(ConfigProblem::new(
+                "lambda_0",
                 format!(
-                    "`lambda_0` must be in [0, lambda_max = {}], got {}",
+                    "must be in [0, lambda_max = {}], got {}",
                     self.lambda_max, self.lambda_0
-                )
-            },
-        )
+                ),
+            ));
+        }
+        out
     }
 }
 
@@ -123,34 +99,35 @@ pub fn dual_update(lambda: f64, delta_bar: f64, c: f64, eta: f64, lambda_max: f6
     (lambda + eta * (delta_bar - c)).clamp(0.0, lambda_max)
 }
 
-/// `agg(|π_θ(o_t) − μ(o_t)|)` over the mask, gradient through π_θ.
-pub fn dc_penalty(logp: &Tensor, rollout_logp: &Tensor, mask: &Tensor, agg: LossAgg) -> Tensor {
-    let v = valid(mask);
-    let pi = zero_pad(logp, &v).exp();
-    let mu = zero_pad(&rollout_logp.detach(), &v).exp();
-    agg.apply(&(pi - mu).abs(), mask)
+/// One step's DC-GRPO loss settings: the policy loss, the form, the multiplier and the gate.
+#[derive(Clone, Copy, Debug)]
+pub struct DcmdpStep<'a> {
+    pub policy: &'a PolicyLossConfig,
+    pub form: DcForm,
+    pub lambda: f64,
+    /// The gate is open (δ̄ > c, or gating off).
+    pub active: bool,
 }
 
-/// DC-GRPO's loss for a multiplier `lambda` with the penalty `active` (gate open). With the gate
-/// closed or λ = 0 it is GRPO's loss, bitwise. Metrics: GRPO's plus `dc/penalty` (the added term,
-/// or the mean advantage shift in `advantage` form) and `dc/gate`.
-pub fn dcmdp_loss(
-    batch: &PolicyBatch,
-    pg: &PgConfig,
-    form: DcForm,
-    lambda: f64,
-    active: bool,
-) -> (Tensor, Metrics) {
-    let on = active && lambda != 0.0;
-    let (loss, mut m) = match (on, form) {
+/// DC-GRPO's loss. With the gate closed or λ = 0 it is GRPO's loss, bitwise. The penalty covers
+/// the policy loss's tokens (the corrections' mask). Metrics: GRPO's plus `dc/penalty` (the added
+/// term, or the mean advantage shift in `advantage` form) and `dc/gate`.
+pub fn dcmdp_loss(batch: &PolicyBatch, step: &DcmdpStep) -> (Tensor, Metrics) {
+    let on = step.active && step.lambda != 0.0;
+    let (loss, mut m) = match (on, step.form) {
         (false, _) => {
-            let (l, mut m) = policy_loss(batch, batch.advantages, pg);
+            let (l, mut m) = policy_loss(batch, step.policy);
             m.insert("dc/penalty".into(), 0.0);
             (l, m)
         }
         (true, DcForm::Loss) => {
-            let (l, mut m) = policy_loss(batch, batch.advantages, pg);
-            let pen = dc_penalty(batch.logp, batch.rollout_logp, batch.mask, pg.agg) * lambda;
+            let (l, mut m, corrected) = policy_loss_parts(batch, step.policy);
+            let kept = &corrected.kept;
+            let v = valid(kept);
+            let pi = zero_pad(batch.logp, &v).exp();
+            let mu = zero_pad(&batch.rollout_logp.detach(), &v).exp();
+            let agg = step.policy.agg();
+            let pen = agg.apply(&(pi - mu).abs(), kept, &batch.totals(kept)) * step.lambda;
             m.insert("dc/penalty".into(), scalar(&pen));
             (l + pen, m)
         }
@@ -158,21 +135,26 @@ pub fn dcmdp_loss(
             let v = valid(batch.mask);
             let old = zero_pad(&batch.old_logp.detach(), &v).exp();
             let mu = zero_pad(&batch.rollout_logp.detach(), &v).exp();
-            let shift = (old - mu).abs() * lambda;
+            let shift = (old - mu).abs() * step.lambda;
             let adv = zero_pad(&batch.advantages.detach(), &v) - &shift;
-            let (l, mut m) = policy_loss(batch, &adv, pg);
-            m.insert("dc/penalty".into(), masked_mean(&shift, batch.mask));
+            let shifted = PolicyBatch {
+                advantages: &adv,
+                ..*batch
+            };
+            let (l, mut m, corrected) = policy_loss_parts(&shifted, step.policy);
+            let kept = &corrected.kept;
+            let mean_shift = batch.totals(kept).per_token(sum_over(&shift, kept));
+            m.insert("dc/penalty".into(), mean_shift);
             (l, m)
         }
     };
-    m.insert("dc/gate".into(), if active { 1.0 } else { 0.0 });
+    m.insert("dc/gate".into(), if step.active { 1.0 } else { 0.0 });
     (loss, m)
 }
 
 /// DC-GRPO with its multiplier.
 pub struct Dcmdp {
     cfg: DcmdpConfig,
-    pg: PgConfig,
     lambda: f64,
     /// This step's δ̄ from [`Algorithm::begin_step`]; without it the gate uses the mini-batch's.
     step_delta_bar: Option<f64>,
@@ -180,11 +162,9 @@ pub struct Dcmdp {
 
 impl Dcmdp {
     pub fn new(cfg: DcmdpConfig) -> Self {
-        let pg = cfg.grpo().pg();
         let lambda = cfg.lambda_0;
         Dcmdp {
             cfg,
-            pg,
             lambda,
             step_delta_bar: None,
         }
@@ -208,6 +188,10 @@ impl Algorithm for Dcmdp {
         Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
+    fn agg_totals(&self, old_logp: &Tensor, rollout_logp: &Tensor, mask: &Tensor) -> AggTotals {
+        self.cfg.policy.totals(old_logp, rollout_logp, mask)
+    }
+
     fn begin_step(&mut self, step: &StepStats) {
         self.step_delta_bar = Some(step.delta_bar);
     }
@@ -216,13 +200,13 @@ impl Algorithm for Dcmdp {
         let delta_bar = self
             .step_delta_bar
             .unwrap_or_else(|| mean_abs_prob_diff(batch.old_logp, batch.rollout_logp, batch.mask));
-        let (loss, mut m) = dcmdp_loss(
-            batch,
-            &self.pg,
-            self.cfg.form,
-            self.lambda,
-            self.gate_open(delta_bar),
-        );
+        let step = DcmdpStep {
+            policy: &self.cfg.policy,
+            form: self.cfg.form,
+            lambda: self.lambda,
+            active: self.gate_open(delta_bar),
+        };
+        let (loss, mut m) = dcmdp_loss(batch, &step);
         m.insert("dc/lambda".into(), self.lambda);
         (loss, m)
     }
@@ -250,7 +234,7 @@ impl Algorithm for Dcmdp {
     }
 
     fn needs_ref_policy(&self) -> bool {
-        self.pg.kl.is_some()
+        self.cfg.policy.kl.is_some()
     }
 
     /// `lambda_bits` carries λ exactly (serde_json's float parsing may round the last bit, which
@@ -267,15 +251,12 @@ impl Algorithm for Dcmdp {
                 .and_then(serde_json::Value::as_f64)
                 .ok_or_else(|| format!("dcmdp state needs a numeric `lambda`, got {state}"))?,
         };
-        check(
-            lambda.is_finite() && (0.0..=self.cfg.lambda_max).contains(&lambda),
-            || {
-                format!(
-                    "dcmdp state: lambda {lambda} outside [0, lambda_max = {}]",
-                    self.cfg.lambda_max
-                )
-            },
-        )?;
+        if !(lambda.is_finite() && (0.0..=self.cfg.lambda_max).contains(&lambda)) {
+            return Err(format!(
+                "dcmdp state: lambda {lambda} outside [0, lambda_max = {}]",
+                self.cfg.lambda_max
+            ));
+        }
         self.lambda = lambda;
         Ok(())
     }
@@ -284,20 +265,25 @@ impl Algorithm for Dcmdp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objective::grpo::ClipParams;
+    use crate::objective::agg::{agg_loss, LossAggMode};
+    use crate::objective::grpo::GrpoConfig;
     use crate::objective::testutil::*;
     use proptest::prelude::*;
 
-    fn pg(mode: usize) -> PgConfig {
-        PgConfig {
-            clip: ClipParams {
-                low: 0.2,
-                high: 0.28,
-                dual: Some(3.0),
-            },
-            agg: LossAgg::new(LossAggMode::ALL[mode], None),
-            kl: None,
-            corrections: vec![],
+    fn pg(mode: usize) -> PolicyLossConfig {
+        PolicyLossConfig {
+            clip_ratio_high: 0.28,
+            loss_agg_mode: LossAggMode::ALL[mode],
+            ..PolicyLossConfig::default()
+        }
+    }
+
+    fn step(policy: &PolicyLossConfig, form: DcForm, lambda: f64, active: bool) -> DcmdpStep<'_> {
+        DcmdpStep {
+            policy,
+            form,
+            lambda,
+            active,
         }
     }
 
@@ -351,10 +337,10 @@ mod tests {
             let x = case.tensors();
             let cfg = pg(mode);
             let run = |lambda: f64, active: bool| value_and_grad(&x.logp, |lp| {
-                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &cfg, FORMS[f], lambda, active).0
+                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &step(&cfg, FORMS[f], lambda, active)).0
             });
             let (l0, g0) = value_and_grad(&x.logp, |lp| {
-                policy_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &x.adv, &cfg).0
+                policy_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &cfg).0
             });
             for (l, g) in [run(0.0, true), run(lambda, false)] {
                 prop_assert_eq!(l.to_bits(), l0.to_bits());
@@ -404,8 +390,9 @@ mod tests {
         #[test]
         fn on_policy(case in policy_case(4, 6, 0.5), mode in 0usize..4, f in 0usize..2, lambda in 0.0f64..5.0) {
             let x = case.on_policy().tensors();
-            let (l, _) = dcmdp_loss(&PolicyBatch::new(&x.logp, &x.old, &x.mu, &x.adv, &x.mask), &pg(mode), FORMS[f], lambda, true);
-            let want = -pg(mode).agg.apply(&x.adv, &x.mask).double_value(&[]);
+            let cfg = pg(mode);
+            let (l, _) = dcmdp_loss(&PolicyBatch::new(&x.logp, &x.old, &x.mu, &x.adv, &x.mask), &step(&cfg, FORMS[f], lambda, true));
+            let want = -agg_loss(&x.adv, &x.mask, LossAggMode::ALL[mode], None).double_value(&[]);
             prop_assert!((l.double_value(&[]) - want).abs() < 1e-12);
         }
 
@@ -431,7 +418,7 @@ mod tests {
             let x = case.tensors();
             let cfg = pg(mode);
             check_grad(&x.logp, |lp| {
-                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &cfg, FORMS[f], lambda, true).0
+                dcmdp_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask), &step(&cfg, FORMS[f], lambda, true)).0
             });
         }
     }

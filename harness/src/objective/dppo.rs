@@ -1,25 +1,29 @@
 //! `dppo`: divergence-based trust region anchored to the rollout policy μ (Qi et al.,
-//! arXiv 2602.04879). Per token, with `r̃_t = π_θ/μ`:
+//! arXiv 2602.04879), as the authors' code computes it (sail-sg/Stable-RL,
+//! `verl/trainer/ppo/core_algos.py`: `compute_policy_loss_with_mask`; verl 0.9.1's `dppo_tv` /
+//! `dppo_kl` in bypass mode are the binary variants). Per token, with `r̃_t = π_θ/μ`:
 //!
-//! `l_t = −Â_t · sg(min(r̃_t, C)) · M_t · log π_θ(o_t)`   (C = 10)
+//! `l_t = −Â_t · sg(min(r̃_t, C)) · M_t · log π_θ(o_t)`   (C = 10, the authors' `clip_ratio_c`)
 //!
-//! i.e. the truncated-IS policy gradient, where the trust-region mask `M_t = 0` drops a token whose
-//! divergence from μ exceeds δ *and* whose probability already moved in the advantage's direction
-//! (`Â > 0` and π_θ > μ, or `Â < 0` and π_θ < μ). Divergences: `binary-tv` `|π_θ − μ|` (δ 0.15),
-//! `binary-kl` the sampled token's Bernoulli `KL(μ ‖ π_θ)` (δ 0.05), `topk-tv` / `topk-kl` the same
-//! over μ's top-K tokens plus one "rest" bucket. Aggregation Dr.GRPO-style by default.
-use super::agg::{LossAgg, LossAggMode};
-use super::grpo::validate_norm;
+//! i.e. the truncated-IS policy gradient, where the trust-region mask `M_t = 0` drops a token that
+//! left the region in the advantage's direction: for `Â > 0`, `π_θ > μ` and divergence > δ_high;
+//! otherwise `π_θ < μ` and divergence > δ_low. Divergences: `binary-tv` `|π_θ − μ|` (δ 0.15),
+//! `binary-kl` the sampled token's Bernoulli `KL(μ ‖ π_θ)` (δ 0.05), `topk-tv` / `topk-kl` the
+//! same over μ's top-K tokens plus one "rest" bucket. Defaults follow the authors' verl recipe:
+//! no std division of the advantages (Dr.GRPO) and `seq-mean-token-sum-norm`.
+use super::agg::{AggTotals, LossAgg, LossAggMode};
+use super::grpo::check_norm;
 use super::{
-    bool_to, check, check_positive, masked_max, masked_mean, scalar, valid, zero_pad,
-    AdvantageInput, Advantages, Algorithm, Metrics, PolicyBatch, LOG_RATIO_CLAMP,
+    bool_to, masked_max, scalar, sum_over, valid, zero_pad, AdvantageInput, Advantages, Algorithm,
+    ConfigProblem, Metrics, PolicyBatch, LOG_RATIO_CLAMP,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// Probabilities are clamped to [ε, 1 − ε] inside KL divergences so that π = 1 (common for
-/// confident tokens) or μ = 0 stay finite; the divergence only decides the mask.
-const PROB_EPS: f64 = 1e-6;
+/// Added inside the binary KL's `log((1 − μ)/(1 − π))` (the authors' 1e-8).
+const BINARY_KL_EPS: f64 = 1e-8;
+/// Floor of the top-K masses (the authors' `compute_topk_kl` clamps them at 1e-12).
+const TOPK_MASS_FLOOR: f64 = 1e-12;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -32,7 +36,7 @@ pub enum DppoDivergence {
 }
 
 impl DppoDivergence {
-    /// δ_TV = 0.15, δ_KL = 0.05.
+    /// δ_TV = 0.15, δ_KL = 0.05 (the authors' recipe).
     pub fn default_delta(self) -> f64 {
         match self {
             DppoDivergence::BinaryTv | DppoDivergence::TopkTv => 0.15,
@@ -45,14 +49,19 @@ impl DppoDivergence {
     }
 }
 
-/// `algorithm: { name: dppo, … }`. Defaults: `binary-tv`, δ by divergence (0.15 TV, 0.05 KL),
-/// `is_cap` C = 10, group-normalised advantages, `seq-mean-token-sum-norm`.
+/// `algorithm: { name: dppo, … }`. Defaults: `binary-tv`, δ by divergence (0.15 TV, 0.05 KL) on
+/// both sides (`delta_low` / `delta_high` set one side), `is_cap` C = 10, advantages centred per
+/// group without the std division, `seq-mean-token-sum-norm`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DppoConfig {
     pub divergence: DppoDivergence,
-    /// Trust-region radius; unset: the divergence's default.
+    /// Trust-region radius of both sides; unset: the divergence's default.
     pub delta: Option<f64>,
+    /// Radius for `Â ≤ 0` (the authors' `clip_ratio_low`); unset: `delta`.
+    pub delta_low: Option<f64>,
+    /// Radius for `Â > 0` (the authors' `clip_ratio_high`); unset: `delta`.
+    pub delta_high: Option<f64>,
     /// IS truncation C.
     pub is_cap: f64,
     pub norm_adv_by_std: bool,
@@ -65,8 +74,10 @@ impl Default for DppoConfig {
         DppoConfig {
             divergence: DppoDivergence::BinaryTv,
             delta: None,
+            delta_low: None,
+            delta_high: None,
             is_cap: 10.0,
-            norm_adv_by_std: true,
+            norm_adv_by_std: false,
             loss_agg_mode: LossAggMode::SeqMeanTokenSumNorm,
             loss_agg_norm: None,
         }
@@ -74,27 +85,56 @@ impl Default for DppoConfig {
 }
 
 impl DppoConfig {
-    pub fn delta(&self) -> f64 {
-        self.delta.unwrap_or(self.divergence.default_delta())
+    /// `(δ_low, δ_high)`.
+    pub fn deltas(&self) -> (f64, f64) {
+        let d = self.delta.unwrap_or(self.divergence.default_delta());
+        (self.delta_low.unwrap_or(d), self.delta_high.unwrap_or(d))
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(d) = self.delta {
-            check_positive("delta", d)?;
+    pub fn agg(&self) -> LossAgg {
+        LossAgg::new(self.loss_agg_mode, self.loss_agg_norm)
+    }
+
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        for (key, v) in [
+            ("delta", self.delta),
+            ("delta_low", self.delta_low),
+            ("delta_high", self.delta_high),
+            ("is_cap", Some(self.is_cap)),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                out.push(ConfigProblem::new(
+                    key,
+                    format!("must be a positive number, got {v}"),
+                ));
+            }
         }
-        check(self.is_cap.is_finite() && self.is_cap > 0.0, || {
-            format!("`is_cap` must be positive, got {}", self.is_cap)
-        })?;
-        validate_norm(self.loss_agg_norm)
+        out.extend(check_norm(self.loss_agg_norm));
+        out
     }
 }
 
-fn bernoulli_kl(mu: &Tensor, pi: &Tensor) -> Tensor {
-    let mu = mu.clamp(PROB_EPS, 1.0 - PROB_EPS);
-    let pi = pi.clamp(PROB_EPS, 1.0 - PROB_EPS);
-    let one_mu = 1.0f64 - &mu;
-    let one_pi = 1.0f64 - &pi;
-    &mu * (&mu / pi).log() + &one_mu * (&one_mu / one_pi).log()
+fn binary_kl(mu_log: &Tensor, pi_log: &Tensor) -> Tensor {
+    let mu = mu_log.exp();
+    let pi = pi_log.exp();
+    let one_mu = 1.0f64 - &mu + BINARY_KL_EPS;
+    let one_pi = 1.0f64 - &pi + BINARY_KL_EPS;
+    &mu * (mu_log - pi_log) + (1.0f64 - &mu) * (one_mu / one_pi).log()
+}
+
+/// Top-K TV and KL between μ (its top-K log-probs) and π_θ (at the same ids), `[B, T]`.
+fn topk_divergence(mu_topk: &Tensor, pi_topk: &Tensor, kind: DppoDivergence) -> Tensor {
+    let k = mu_topk.kind();
+    let (p, q) = (mu_topk.exp(), pi_topk.exp());
+    let rest = |x: &Tensor| (1.0f64 - x.sum_dim_intlist(-1, false, k)).clamp_min(TOPK_MASS_FLOOR);
+    let (p_rest, q_rest) = (rest(&p), rest(&q));
+    if kind == DppoDivergence::TopkTv {
+        ((&p - &q).abs().sum_dim_intlist(-1, false, k) + (&p_rest - &q_rest).abs()) * 0.5
+    } else {
+        (&p * (mu_topk - pi_topk)).sum_dim_intlist(-1, false, k)
+            + &p_rest * (p_rest.log() - q_rest.log())
+    }
 }
 
 /// Per-token divergence `[B, T]` between π_θ and μ (no gradient), zero on padding.
@@ -107,105 +147,90 @@ pub fn divergence(
     kind: DppoDivergence,
 ) -> Tensor {
     let v = valid(mask);
-    let pi = zero_pad(&logp.detach(), &v).exp();
-    let mu = zero_pad(&rollout_logp.detach(), &v).exp();
+    let pi_log = zero_pad(&logp.detach(), &v);
+    let mu_log = zero_pad(&rollout_logp.detach(), &v);
     let d = match kind {
-        DppoDivergence::BinaryTv => (&pi - &mu).abs(),
-        DppoDivergence::BinaryKl => bernoulli_kl(&mu, &pi),
+        DppoDivergence::BinaryTv => (pi_log.exp() - mu_log.exp()).abs(),
+        DppoDivergence::BinaryKl => binary_kl(&mu_log, &pi_log),
         DppoDivergence::TopkTv | DppoDivergence::TopkKl => {
             let (mu_topk, pi_topk) = topk
                 .expect("topk divergences need the rollout's top-K log-probs (needs_rollout_topk)");
             let vk = v.unsqueeze(-1);
-            let mk = zero_pad(&mu_topk.detach(), &vk).exp();
-            let pk = zero_pad(&pi_topk.detach(), &vk).exp();
-            let k = mk.kind();
-            let rest = |p: &Tensor| (1.0f64 - p.sum_dim_intlist(-1, false, k)).clamp_min(PROB_EPS);
-            let (mrest, prest) = (rest(&mk), rest(&pk));
-            if kind == DppoDivergence::TopkTv {
-                ((&pk - &mk).abs().sum_dim_intlist(-1, false, k) + (&prest - &mrest).abs()) * 0.5
-            } else {
-                let mk = mk.clamp_min(PROB_EPS);
-                let pk = pk.clamp_min(PROB_EPS);
-                (&mk * (&mk / pk).log()).sum_dim_intlist(-1, false, k)
-                    + &mrest * (&mrest / prest).log()
-            }
+            let mk = zero_pad(&mu_topk.detach(), &vk);
+            let pk = zero_pad(&pi_topk.detach(), &vk);
+            topk_divergence(&mk, &pk, kind)
         }
     };
     zero_pad(&d, &v)
 }
 
-/// Bool `[B, T]`: the tokens DPPO masks — beyond δ and moved in the advantage's direction.
+/// Bool `[B, T]`: the tokens DPPO masks. For `Â > 0`: moved up and beyond δ_high; otherwise
+/// moved down and beyond δ_low (TV: the signed difference is the divergence).
 pub fn trust_region_violations(
     logp: &Tensor,
     rollout_logp: &Tensor,
     advantages: &Tensor,
     div: &Tensor,
     mask: &Tensor,
-    delta: f64,
+    (delta_low, delta_high): (f64, f64),
 ) -> Tensor {
     let v = valid(mask);
-    let moved = zero_pad(&(logp.detach() - rollout_logp.detach()), &v);
+    let diff = zero_pad(&(logp.detach().exp() - rollout_logp.detach().exp()), &v);
     let adv = zero_pad(&advantages.detach(), &v);
-    let toward = adv
-        .gt(0.0)
-        .logical_and(&moved.gt(0.0))
-        .logical_or(&adv.lt(0.0).logical_and(&moved.lt(0.0)));
-    toward.logical_and(&div.gt(delta)).logical_and(&v)
+    let up = diff.gt(0.0).logical_and(&div.gt(delta_high));
+    let down = diff.lt(0.0).logical_and(&div.gt(delta_low));
+    up.where_self(&adv.gt(0.0), &down).logical_and(&v)
 }
 
-/// The surrogate with the stop-gradient parts given: `Σ g ⊙ (−Â · w · keep · log π_θ)`.
-pub fn dppo_surrogate(
-    logp: &Tensor,
-    is_weights: &Tensor,
-    keep: &Tensor,
-    advantages: &Tensor,
-    mask: &Tensor,
-    agg: LossAgg,
-) -> Tensor {
-    let v = valid(mask);
-    let logp = zero_pad(logp, &v);
-    let adv = zero_pad(&advantages.detach(), &v);
-    let per_token = -adv * is_weights.detach() * keep.detach() * logp;
-    agg.apply(&per_token, mask)
-}
-
-/// DPPO loss and metrics `dppo/mask_frac`, `dppo/div_mean`, `dppo/div_max`, `actor/pg_loss`,
-/// `actor/ppo_kl`. The loss value is the documented surrogate (it contains log π_θ, so it is not
-/// the policy's performance); its gradient is the masked truncated-IS policy gradient.
-pub fn dppo_loss(batch: &PolicyBatch, advantages: &Tensor, cfg: &DppoConfig) -> (Tensor, Metrics) {
+/// DPPO loss. Metrics (sums over the response tokens / the totals' tokens, except the max):
+/// `actor/pg_loss`, `actor/ppo_kl` (mean of `log μ − log π_θ`), `actor/pg_clipfrac` and
+/// `dppo/mask_frac` (share of tokens masked), `actor/pg_clipfrac_lower` (share kept with `r̃ > C`),
+/// `dppo/div_mean`, `dppo/div_max` (absent when the batch has no token). The loss value is the
+/// documented surrogate (it contains log π_θ, so it is not the policy's performance); its
+/// gradient is the masked truncated-IS policy gradient.
+pub fn dppo_loss(batch: &PolicyBatch, cfg: &DppoConfig) -> (Tensor, Metrics) {
     let mask = batch.mask;
+    let totals = batch.totals(mask);
     let v = valid(mask);
     let topk = batch.rollout_topk_logp.zip(batch.topk_logp);
     let div = divergence(batch.logp, batch.rollout_logp, mask, topk, cfg.divergence);
     let masked = trust_region_violations(
         batch.logp,
         batch.rollout_logp,
-        advantages,
+        batch.advantages,
         &div,
         mask,
-        cfg.delta(),
+        cfg.deltas(),
     );
     let keep = bool_to(&masked.logical_not(), mask);
-    let log_rt = zero_pad(&(batch.logp.detach() - batch.rollout_logp.detach()), &v);
-    let w = log_rt.clamp_max(cfg.is_cap.ln().min(LOG_RATIO_CLAMP)).exp();
-    let agg = LossAgg::new(cfg.loss_agg_mode, cfg.loss_agg_norm);
-    let loss = dppo_surrogate(batch.logp, &w, &keep, advantages, mask, agg);
+    let log_rt = zero_pad(&(batch.logp.detach() - batch.rollout_logp.detach()), &v)
+        .clamp_max(LOG_RATIO_CLAMP);
+    let w = log_rt.exp().clamp_max(cfg.is_cap);
+    let logp = zero_pad(batch.logp, &v);
+    let adv = zero_pad(&batch.advantages.detach(), &v);
+    let per_token = -adv * &w * &keep * logp;
+    let loss = cfg.agg().apply(&per_token, mask, &totals);
+    let mean = |x: &Tensor| totals.per_token(sum_over(x, mask));
     let mut m = Metrics::new();
     m.insert("actor/pg_loss".into(), scalar(&loss));
-    m.insert(
-        "actor/ppo_kl".into(),
-        masked_mean(&(batch.old_logp - batch.logp.detach()), mask),
-    );
-    let n = scalar(&mask.detach().sum(Kind::Double));
-    let frac = if n > 0.0 {
-        scalar(&masked.to_kind(Kind::Double).sum(Kind::Double)) / n
-    } else {
-        0.0
-    };
+    m.insert("actor/ppo_kl".into(), mean(&(-&log_rt)));
+    let frac = mean(&masked);
+    m.insert("actor/pg_clipfrac".into(), frac);
     m.insert("dppo/mask_frac".into(), frac);
-    m.insert("dppo/div_mean".into(), masked_mean(&div, mask));
-    m.insert("dppo/div_max".into(), masked_max(&div, mask));
+    m.insert(
+        "actor/pg_clipfrac_lower".into(),
+        mean(&(log_rt.exp().gt(cfg.is_cap).to_kind(Kind::Double) * &keep)),
+    );
+    m.insert("dppo/div_mean".into(), mean(&div));
+    // Absent without tokens (not 0): a micro-batch's max merges by max.
+    if has_tokens(mask) {
+        m.insert("dppo/div_max".into(), masked_max(&div, mask));
+    }
     (loss, m)
+}
+
+fn has_tokens(mask: &Tensor) -> bool {
+    mask.detach().gt(0.0).any().int64_value(&[]) != 0
 }
 
 pub struct Dppo {
@@ -227,8 +252,12 @@ impl Algorithm for Dppo {
         Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
+    fn agg_totals(&self, _old: &Tensor, _rollout: &Tensor, mask: &Tensor) -> AggTotals {
+        AggTotals::from_mask(mask)
+    }
+
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {
-        dppo_loss(batch, batch.advantages, &self.cfg)
+        dppo_loss(batch, &self.cfg)
     }
 
     fn needs_rollout_topk(&self) -> bool {
@@ -281,18 +310,19 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// DPPO masks exactly the tokens beyond δ in the advantage's direction: they, and only
-        /// they (with padding and Â = 0), get zero gradient; the rest get −Â·min(r̃, C)·g.
+        /// DPPO masks exactly the tokens beyond δ in the advantage's direction (the low side for
+        /// Â ≤ 0): they, and only they (with padding and Â = 0), get zero gradient; the rest get
+        /// −Â·min(r̃, C)·g with g the aggregation coefficient.
         #[test]
         fn masks_exactly_the_violations(case in policy_case(4, 6, 0.8), which in 0usize..4,
-                                        delta in 0.01f64..0.3, spread in proptest::collection::vec(-1.0f64..1.0, 3)) {
+                                        low in 0.01f64..0.3, high in 0.01f64..0.3,
+                                        spread in proptest::collection::vec(-1.0f64..1.0, 3)) {
             let x = case.tensors();
             let (mk, pk) = topk_of(&case, &spread);
-            let cfg = DppoConfig { divergence: ALL[which], delta: Some(delta), loss_agg_mode: LossAggMode::TokenMean,
-                                   ..DppoConfig::default() };
+            let cfg = DppoConfig { divergence: ALL[which], delta_low: Some(low), delta_high: Some(high),
+                                   loss_agg_mode: LossAggMode::TokenMean, ..DppoConfig::default() };
             let (_, grad) = value_and_grad(&x.logp, |lp| {
-                // π_θ's top-1 is the sampled token: keep the two consistent under the perturbation.
-                dppo_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask).with_topk(&mk, &pk), &x.adv, &cfg).0
+                dppo_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask).with_topk(&mk, &pk), &cfg).0
             });
             let div = to_vec(&divergence(&x.logp, &x.mu, &x.mask, Some((&mk, &pk)), cfg.divergence));
             let grad = to_vec(&grad);
@@ -300,8 +330,9 @@ mod tests {
             let n = case.tokens() as f64;
             for i in 0..grad.len() {
                 let (a, moved) = (case.adv[i], case.theta_p[i] - case.mu_p[i]);
-                let violation = mask[i] > 0.0 && div[i] > delta && ((a > 0.0 && moved > 0.0) || (a < 0.0 && moved < 0.0));
-                if mask[i] == 0.0 || violation {
+                let violation = mask[i] > 0.0
+                    && if a > 0.0 { moved > 0.0 && div[i] > high } else { moved < 0.0 && div[i] > low };
+                if mask[i] == 0.0 || violation || a == 0.0 {
                     prop_assert_eq!(grad[i], 0.0);
                 } else {
                     let w = (case.theta_p[i] / case.mu_p[i]).min(10.0);
@@ -310,23 +341,25 @@ mod tests {
             }
         }
 
-        /// Gradient check against finite differences in f64 with the stop-gradient parts (IS weight,
-        /// trust-region mask) held at their values; and the full loss's autograd gradient equals it.
+        /// The IS weight and the mask carry no gradient: the loss's gradient in log π_θ is
+        /// −Â·w·keep·g, and finite differences of the surrogate with w and keep frozen agree.
         #[test]
         fn grad_check(case in policy_case(3, 5, 0.8), which in 0usize..4, mode in 0usize..4) {
             let x = case.tensors();
             let (mk, pk) = topk_of(&case, &[0.3, -0.2]);
             let cfg = DppoConfig { divergence: ALL[which], loss_agg_mode: LossAggMode::ALL[mode], ..DppoConfig::default() };
-            let agg = LossAgg::new(cfg.loss_agg_mode, None);
             let div = divergence(&x.logp, &x.mu, &x.mask, Some((&mk, &pk)), cfg.divergence);
-            let keep = trust_region_violations(&x.logp, &x.mu, &x.adv, &div, &x.mask, cfg.delta()).logical_not().to_kind(Kind::Double);
+            let keep = trust_region_violations(&x.logp, &x.mu, &x.adv, &div, &x.mask, cfg.deltas())
+                .logical_not().to_kind(Kind::Double);
             let w = (&x.logp - &x.mu).exp().clamp_max(10.0);
-            check_grad(&x.logp, |lp| dppo_surrogate(lp, &w, &keep, &x.adv, &x.mask, agg));
+            let tot = AggTotals::from_mask(&x.mask);
+            let frozen = |lp: &Tensor| cfg.agg().apply(&(-&x.adv * &w * &keep * lp * &x.mask), &x.mask, &tot);
+            check_grad(&x.logp, frozen);
             let (_, full) = value_and_grad(&x.logp, |lp| {
-                dppo_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask).with_topk(&mk, &pk), &x.adv, &cfg).0
+                dppo_loss(&PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask).with_topk(&mk, &pk), &cfg).0
             });
-            let (_, frozen) = value_and_grad(&x.logp, |lp| dppo_surrogate(lp, &w, &keep, &x.adv, &x.mask, agg));
-            prop_assert!(max_abs_diff(&full, &frozen) < 1e-14);
+            let (_, want) = value_and_grad(&x.logp, frozen);
+            prop_assert!(max_abs_diff(&full, &want) < 1e-14);
         }
     }
 }

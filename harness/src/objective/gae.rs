@@ -4,9 +4,10 @@
 //! per-token reward such as −β·KL): `δ_t = r_t + γ·V_{t+1} − V_t`, `A_t = δ_t + γλ·A_{t+1}`, the
 //! value after the last token being 0; returns `R_t = A_t + V_t`. Masked positions are skipped (the
 //! recursion carries over them), which also handles holes in the mask. Clipped value loss:
-//! `½·max((V − R)², (V_old + clip(V − V_old, −ε_v, ε_v) − R)²)`.
+//! `½·max((V − R)², (V_old + clip(V − V_old, −ε_v, ε_v) − R)²)`. As verl's
+//! `compute_gae_advantage_return` and `compute_value_loss`.
 use super::agg::LossAgg;
-use super::{masked_mean, scalar, valid, zero_pad, Metrics};
+use super::{scalar, sum_over, valid, zero_pad, Metrics, PolicyBatch};
 use tch::{Device, Kind, Tensor};
 
 /// Put each sequence's reward `[B]` on its last response token → `[B, T]` (zeros elsewhere).
@@ -93,18 +94,22 @@ pub fn masked_whiten(x: &Tensor, mask: &Tensor) -> Tensor {
     centred * (var + 1e-8).rsqrt()
 }
 
-/// Clipped value loss aggregated like the policy loss; gradient through `values` only.
-/// Metrics: `critic/vf_loss`, `critic/vf_clipfrac` (clipped branch strictly larger),
-/// `critic/vpred_mean`.
-pub fn value_loss(
-    values: &Tensor,
-    old_values: &Tensor,
-    returns: &Tensor,
-    mask: &Tensor,
+/// Clipped value loss over `kept` (the policy loss's tokens, as verl's critic sees the response
+/// mask after rejection), aggregated like the policy loss; gradient through `batch.values` only.
+/// Metrics (sums over `kept` / the totals' tokens): `critic/vf_loss`, `critic/vf_clipfrac`
+/// (clipped branch strictly larger), `critic/vpred_mean`.
+pub(crate) fn value_loss(
+    batch: &PolicyBatch,
+    kept: &Tensor,
     cliprange_value: f64,
     agg: LossAgg,
 ) -> (Tensor, Metrics) {
-    let v = valid(mask);
+    let (values, old_values, returns) = match (batch.values, batch.old_values, batch.returns) {
+        (Some(v), Some(o), Some(r)) => (v, o, r),
+        _ => panic!("ppo needs PolicyBatch::with_values (values, old values, returns)"),
+    };
+    let totals = batch.totals(kept);
+    let v = valid(kept);
     let values = zero_pad(values, &v);
     let old = zero_pad(&old_values.detach(), &v);
     let ret = zero_pad(&returns.detach(), &v);
@@ -112,14 +117,12 @@ pub fn value_loss(
     let a = (&values - &ret).square();
     let b = (clipped - &ret).square();
     let per_token = a.maximum(&b) * 0.5;
-    let loss = agg.apply(&per_token, mask);
+    let loss = agg.apply(&per_token, kept, &totals);
+    let mean = |x: &Tensor| totals.per_token(sum_over(x, kept));
     let mut m = Metrics::new();
     m.insert("critic/vf_loss".into(), scalar(&loss));
-    m.insert(
-        "critic/vf_clipfrac".into(),
-        masked_mean(&b.gt_tensor(&a), mask),
-    );
-    m.insert("critic/vpred_mean".into(), masked_mean(&values, mask));
+    m.insert("critic/vf_clipfrac".into(), mean(&b.gt_tensor(&a)));
+    m.insert("critic/vpred_mean".into(), mean(&values));
     (loss, m)
 }
 
@@ -192,8 +195,12 @@ mod tests {
             let agg = LossAgg::new(LossAggMode::ALL[mode], None);
             let old = &b.x * 0.5;
             let ret = &b.x * 0.3 + shift;
-            check_grad(&(&b.x * 0.9 + 0.2), |v| value_loss(v, &old, &ret, &b.mask, 0.5, agg).0);
-            let (z, _) = value_loss(&ret, &ret, &ret, &b.mask, 0.5, agg);
+            let vl = |v: &Tensor, o: &Tensor, r: &Tensor| {
+                let batch = PolicyBatch::new(v, v, v, v, &b.mask).with_values(v, o, r);
+                value_loss(&batch, &b.mask, 0.5, agg)
+            };
+            check_grad(&(&b.x * 0.9 + 0.2), |v| vl(v, &old, &ret).0);
+            let (z, _) = vl(&ret, &ret, &ret);
             prop_assert_eq!(z.double_value(&[]), 0.0);
         }
 

@@ -79,7 +79,7 @@ fn losses_gradients_and_metrics() {
         let name = case["name"].as_str().unwrap();
         let cfg: AlgorithmConfig = serde_json::from_value(case["config"].clone())
             .unwrap_or_else(|e| panic!("{name}: config: {e}"));
-        let mut algo = build_algorithm(&cfg).unwrap();
+        let mut algo = build_algorithm(&cfg);
         if let Some(state) = case.get("state") {
             algo.load_state(state).unwrap();
         }
@@ -131,7 +131,7 @@ fn advantages() {
     for case in root["advantages"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let cfg: AlgorithmConfig = serde_json::from_value(case["config"].clone()).unwrap();
-        let mut algo = build_algorithm(&cfg).unwrap();
+        let mut algo = build_algorithm(&cfg);
         let g = case["group_size"].as_i64().unwrap();
         let input = AdvantageInput::new(&rewards, &mask, g).with_values(&old_values);
         let out = algo.advantages(&input);
@@ -148,7 +148,7 @@ fn dual_update() {
     let (_, root) = Inputs::load();
     let d = &root["dual_update"];
     let cfg: AlgorithmConfig = serde_json::from_value(d["config"].clone()).unwrap();
-    let mut algo = build_algorithm(&cfg).unwrap();
+    let mut algo = build_algorithm(&cfg);
     for step in d["steps"].as_array().unwrap() {
         let lam = |k: &str| step[k].as_f64().unwrap();
         assert!((algo.state()["lambda"].as_f64().unwrap() - lam("lambda_before")).abs() <= 1e-12);

@@ -1,21 +1,22 @@
-//! PPO-clip policy loss (used by `grpo`, `ppo` and `dcmdp`) and the `grpo` algorithm.
+//! The PPO-clip policy loss shared by `grpo`, `ppo` and `dcmdp` (verl's `vanilla` policy loss),
+//! its seven config keys ([`PolicyLossConfig`], declared once), and the `grpo` algorithm.
 //!
 //! Per token, with `r_t = π_θ/π_old`:
 //! `l_t = max(−Â_t·r_t, −Â_t·clip(r_t, 1−ε_low, 1+ε_high))`, and for `Â_t < 0` the dual clip
-//! `l_t = min(l_t, −c·Â_t)`. Mismatch corrections weight or drop tokens, an optional KL penalty to a
-//! reference policy is added, everything aggregated by `loss_agg_mode`.
-use super::agg::{LossAgg, LossAggMode};
-use super::correction::{apply_corrections, Correction};
-use super::kl::{kl_loss, KlPenalty};
+//! `l_t = min(l_t, −c·Â_t)`. Mismatch corrections weight tokens or drop them from the loss mask,
+//! an optional KL penalty to a reference policy is added over the same tokens, everything is
+//! aggregated by `loss_agg_mode`.
+use super::agg::{AggTotals, LossAgg, LossAggMode};
+use super::correction::{apply_corrections, Corrected, Correction};
+use super::kl::{kl_estimate, KlPenalty};
 use super::{
-    check, masked_mean, scalar, valid, zero_pad, AdvantageInput, Advantages, Algorithm, Metrics,
-    PolicyBatch, LOG_RATIO_CLAMP,
+    scalar, sum_over, valid, zero_pad, AdvantageInput, Advantages, Algorithm, ConfigProblem,
+    Metrics, PolicyBatch, LOG_RATIO_CLAMP,
 };
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-/// Clip ranges. Defaults ε_low = ε_high = 0.2 (DAPO's clip-higher uses ε_high = 0.28), dual clip
-/// `c` = 3 (verl's default; `None` turns it off).
+/// Clip ranges: `ε_low`, `ε_high` and the dual-clip constant (`None`: off).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClipParams {
     pub low: f64,
@@ -23,84 +24,30 @@ pub struct ClipParams {
     pub dual: Option<f64>,
 }
 
-impl Default for ClipParams {
-    fn default() -> Self {
-        ClipParams {
-            low: 0.2,
-            high: 0.2,
-            dual: Some(3.0),
-        }
-    }
-}
-
-/// Everything the clipped policy loss needs, shared by `grpo`, `ppo` and `dcmdp`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PgConfig {
-    pub clip: ClipParams,
-    pub agg: LossAgg,
-    pub kl: Option<KlPenalty>,
-    pub corrections: Vec<Correction>,
-}
-
-impl PgConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        let ClipParams { low, high, dual } = self.clip;
-        check((0.0..1.0).contains(&low), || {
-            format!("`clip_ratio_low` must be in [0, 1), got {low}")
-        })?;
-        check(high.is_finite() && high >= 0.0, || {
-            format!("`clip_ratio_high` must be >= 0, got {high}")
-        })?;
-        if let Some(c) = dual {
-            check(c.is_finite() && c > 1.0, || {
-                format!("`clip_ratio_c` (dual clip) must be > 1 or null, got {c}")
-            })?;
-        }
-        validate_norm(self.agg.norm)?;
-        if let Some(kl) = &self.kl {
-            kl.validate("kl")?;
-        }
-        self.corrections.iter().try_for_each(Correction::validate)
-    }
-}
-
-pub(crate) fn validate_norm(norm: Option<f64>) -> Result<(), String> {
-    match norm {
-        Some(n) => check(n.is_finite() && n > 0.0, || {
-            format!("`loss_agg_norm` must be positive, got {n}")
-        }),
-        None => Ok(()),
-    }
-}
-
-/// `algorithm: { name: grpo, … }`. Defaults: group-normalised advantages, ε 0.2/0.2, dual clip 3,
-/// `token-mean`, no KL, no corrections. Dr.GRPO: `norm_adv_by_std: false` with
-/// `loss_agg_mode: seq-mean-token-sum-norm` and `loss_agg_norm` = the max response length.
+/// The policy-loss keys of `grpo`, `ppo` and `dcmdp` (flattened into each one's config).
+/// Defaults as verl's actor: ε 0.2 / 0.2 (DAPO's clip-higher is `clip_ratio_high: 0.28`), dual
+/// clip 3, `token-mean`, no KL penalty, no corrections.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrpoConfig {
-    /// Divide by the group's std (GRPO); `false` is Dr.GRPO.
-    pub norm_adv_by_std: bool,
+#[serde(default)]
+pub struct PolicyLossConfig {
     pub clip_ratio_low: f64,
     pub clip_ratio_high: f64,
     /// Dual-clip constant for negative advantages; `null` disables it.
     pub clip_ratio_c: Option<f64>,
     pub loss_agg_mode: LossAggMode,
-    /// Constant of `seq-mean-token-sum-norm`; unset: the batch's padded length.
+    /// Horizon of `seq-mean-token-sum-norm`; unset: the mini-batch's padded length.
     pub loss_agg_norm: Option<f64>,
-    /// KL penalty to the reference policy in the loss.
+    /// KL penalty to the reference policy, added to the loss.
     pub kl: Option<KlPenalty>,
     pub corrections: Vec<Correction>,
 }
 
-impl Default for GrpoConfig {
+impl Default for PolicyLossConfig {
     fn default() -> Self {
-        let clip = ClipParams::default();
-        GrpoConfig {
-            norm_adv_by_std: true,
-            clip_ratio_low: clip.low,
-            clip_ratio_high: clip.high,
-            clip_ratio_c: clip.dual,
+        PolicyLossConfig {
+            clip_ratio_low: 0.2,
+            clip_ratio_high: 0.2,
+            clip_ratio_c: Some(3.0),
             loss_agg_mode: LossAggMode::TokenMean,
             loss_agg_norm: None,
             kl: None,
@@ -109,39 +56,106 @@ impl Default for GrpoConfig {
     }
 }
 
-impl GrpoConfig {
-    pub fn pg(&self) -> PgConfig {
-        PgConfig {
-            clip: ClipParams {
-                low: self.clip_ratio_low,
-                high: self.clip_ratio_high,
-                dual: self.clip_ratio_c,
-            },
-            agg: LossAgg::new(self.loss_agg_mode, self.loss_agg_norm),
-            kl: self.kl,
-            corrections: self.corrections.clone(),
+impl PolicyLossConfig {
+    pub fn clip(&self) -> ClipParams {
+        ClipParams {
+            low: self.clip_ratio_low,
+            high: self.clip_ratio_high,
+            dual: self.clip_ratio_c,
+        }
+    }
+
+    pub fn agg(&self) -> LossAgg {
+        LossAgg::new(self.loss_agg_mode, self.loss_agg_norm)
+    }
+
+    /// Every invalid value, keyed relative to `algorithm`.
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let (low, high) = (self.clip_ratio_low, self.clip_ratio_high);
+        if !(0.0..1.0).contains(&low) {
+            out.push(ConfigProblem::new(
+                "clip_ratio_low",
+                format!("must be in [0, 1), got {low}"),
+            ));
+        }
+        if !(high.is_finite() && high >= 0.0) {
+            out.push(ConfigProblem::new(
+                "clip_ratio_high",
+                format!("must be >= 0, got {high}"),
+            ));
+        }
+        if let Some(c) = self.clip_ratio_c {
+            if !(c.is_finite() && c > 1.0) {
+                out.push(ConfigProblem::new(
+                    "clip_ratio_c",
+                    format!("(dual clip) must be > 1 or null, got {c}"),
+                ));
+            }
+        }
+        out.extend(check_norm(self.loss_agg_norm));
+        if let Some(kl) = &self.kl {
+            out.extend(kl.check().into_iter().map(|p| p.under("kl")));
+        }
+        for (i, c) in self.corrections.iter().enumerate() {
+            out.extend(
+                c.check()
+                    .into_iter()
+                    .map(|p| p.under_item("corrections", i)),
+            );
+        }
+        out
+    }
+
+    /// The loss mask after this config's rejections (for [`AggTotals`]).
+    pub fn totals(&self, old_logp: &Tensor, rollout_logp: &Tensor, mask: &Tensor) -> AggTotals {
+        let kept = super::correction::kept_mask(old_logp, rollout_logp, mask, &self.corrections);
+        AggTotals::of(mask, &kept)
+    }
+}
+
+pub(crate) fn check_norm(norm: Option<f64>) -> Option<ConfigProblem> {
+    norm.filter(|n| !(n.is_finite() && *n > 0.0))
+        .map(|n| ConfigProblem::new("loss_agg_norm", format!("must be positive, got {n}")))
+}
+
+/// `algorithm: { name: grpo, … }`: the policy-loss keys plus the advantage's. Dr.GRPO:
+/// `norm_adv_by_std: false` with `loss_agg_mode: seq-mean-token-sum-norm` and `loss_agg_norm` =
+/// the max response length.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct GrpoConfig {
+    /// Divide by the group's std (GRPO); `false` is Dr.GRPO.
+    pub norm_adv_by_std: bool,
+    #[serde(flatten)]
+    pub policy: PolicyLossConfig,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        GrpoConfig {
+            norm_adv_by_std: true,
+            policy: PolicyLossConfig::default(),
         }
     }
 }
 
-/// The clipped surrogate. `mask` is the aggregation mask (response mask minus rejected tokens),
-/// `is_weights` optional constant per-token weights. Gradient flows through `logp` only.
-///
-/// Metrics: `actor/pg_loss`, `actor/pg_clipfrac` (share of tokens where the clipped branch is the
-/// larger), `actor/pg_clipfrac_lower` (dual clip active), `actor/ppo_kl` (mean of −log r).
-pub fn ppo_clip_loss(
-    logp: &Tensor,
-    old_logp: &Tensor,
-    advantages: &Tensor,
-    mask: &Tensor,
-    is_weights: Option<&Tensor>,
+/// The clipped surrogate over `kept` with optional constant per-token weights; gradient through
+/// `batch.logp` only. Metrics are sums over `kept` divided by `totals.tokens`, so micro-batch
+/// parts add up: `actor/pg_clipfrac` (the clipped branch is the larger), `actor/pg_clipfrac_lower`
+/// (dual clip active), `actor/ppo_kl` (mean of −log r), and `actor/pg_loss`.
+pub(crate) fn ppo_clip_loss(
+    batch: &PolicyBatch,
+    corrected: &Corrected,
     clip: &ClipParams,
     agg: LossAgg,
 ) -> (Tensor, Metrics) {
-    let v = valid(mask);
-    let logp = zero_pad(logp, &v);
-    let old = zero_pad(&old_logp.detach(), &v);
-    let adv = zero_pad(&advantages.detach(), &v);
+    let kept = &corrected.kept;
+    let totals = batch.totals(kept);
+    let v = valid(kept);
+    let logp = zero_pad(batch.logp, &v);
+    let old = zero_pad(&batch.old_logp.detach(), &v);
+    let adv = zero_pad(&batch.advantages.detach(), &v);
     let log_ratio = (&logp - &old).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
     let ratio = log_ratio.exp();
     let l1 = -&adv * &ratio;
@@ -157,67 +171,82 @@ pub fn ppo_clip_loss(
         }
         None => (clipped, None),
     };
-    let per_token = match is_weights {
+    let per_token = match &corrected.weights {
         Some(w) => per_token * zero_pad(&w.detach(), &v),
         None => per_token,
     };
-    let loss = agg.apply(&per_token, mask);
+    let loss = agg.apply(&per_token, kept, &totals);
+    let mean = |x: &Tensor| totals.per_token(sum_over(x, kept));
     let mut m = Metrics::new();
     m.insert("actor/pg_loss".into(), scalar(&loss));
-    m.insert(
-        "actor/pg_clipfrac".into(),
-        masked_mean(&l2.gt_tensor(&l1), mask),
-    );
+    m.insert("actor/pg_clipfrac".into(), mean(&l2.gt_tensor(&l1)));
     m.insert(
         "actor/pg_clipfrac_lower".into(),
-        dual_active.map_or(0.0, |a| masked_mean(&a, mask)),
+        dual_active.map_or(0.0, |a| mean(&a)),
     );
-    m.insert("actor/ppo_kl".into(), masked_mean(&(-log_ratio), mask));
+    m.insert("actor/ppo_kl".into(), mean(&(-log_ratio)));
     (loss, m)
 }
 
-/// The full policy loss of `grpo`/`ppo`/`dcmdp` for given advantages: corrections → clipped
-/// surrogate → `+ β·KL` (aggregated over the same tokens). Metrics of all three, plus
-/// `actor/kl_loss` and `actor/kl_coef` when the KL penalty is on.
-pub fn policy_loss(batch: &PolicyBatch, advantages: &Tensor, cfg: &PgConfig) -> (Tensor, Metrics) {
+/// `β·agg(KL(π_θ ‖ π_ref))` over `kept`, the policy loss's tokens (`actor/kl_loss` is the
+/// aggregated KL before β).
+pub(crate) fn kl_term(
+    batch: &PolicyBatch,
+    kl: &KlPenalty,
+    kept: &Tensor,
+    agg: LossAgg,
+) -> (Tensor, Metrics) {
+    let ref_logp = batch
+        .ref_logp
+        .expect("a KL penalty needs PolicyBatch::ref_logp (see Algorithm::needs_ref_policy)");
+    let v = valid(kept);
+    let k = kl_estimate(
+        &zero_pad(batch.logp, &v),
+        &zero_pad(ref_logp, &v),
+        kl.estimator,
+    );
+    let k = agg.apply(&zero_pad(&k, &v), kept, &batch.totals(kept));
+    let mut m = Metrics::new();
+    m.insert("actor/kl_loss".into(), scalar(&k));
+    m.insert("actor/kl_coef".into(), kl.coef);
+    (k * kl.coef, m)
+}
+
+/// The policy loss of `grpo`/`ppo`/`dcmdp` for `batch.advantages`: corrections → clipped
+/// surrogate → `+ β·KL` over the same tokens.
+pub fn policy_loss(batch: &PolicyBatch, cfg: &PolicyLossConfig) -> (Tensor, Metrics) {
+    let (loss, m, _) = policy_loss_parts(batch, cfg);
+    (loss, m)
+}
+
+/// [`policy_loss`] and what the corrections made of the batch (PPO's value loss uses its mask).
+pub(crate) fn policy_loss_parts(
+    batch: &PolicyBatch,
+    cfg: &PolicyLossConfig,
+) -> (Tensor, Metrics, Corrected) {
     let corrected = apply_corrections(
         batch.old_logp,
         batch.rollout_logp,
         batch.mask,
         &cfg.corrections,
     );
-    let (pg, mut m) = ppo_clip_loss(
-        batch.logp,
-        batch.old_logp,
-        advantages,
-        &corrected.mask,
-        corrected.weights.as_ref(),
-        &cfg.clip,
-        cfg.agg,
-    );
-    m.extend(corrected.metrics);
+    let (pg, mut m) = ppo_clip_loss(batch, &corrected, &cfg.clip(), cfg.agg());
     let Some(kl) = &cfg.kl else {
-        return (pg, m);
+        return (pg, m, corrected);
     };
-    let ref_logp = batch
-        .ref_logp
-        .expect("a KL penalty needs PolicyBatch::ref_logp (see Algorithm::needs_ref_policy)");
-    let k = kl_loss(batch.logp, ref_logp, &corrected.mask, kl.estimator, cfg.agg);
-    m.insert("actor/kl_loss".into(), scalar(&k));
-    m.insert("actor/kl_coef".into(), kl.coef);
-    (pg + k * kl.coef, m)
+    let (k, km) = kl_term(batch, kl, &corrected.kept, cfg.agg());
+    m.extend(km);
+    (pg + k, m, corrected)
 }
 
 /// `grpo`: group-normalised (or Dr.GRPO) advantages and the clipped loss.
 pub struct Grpo {
     cfg: GrpoConfig,
-    pg: PgConfig,
 }
 
 impl Grpo {
     pub fn new(cfg: GrpoConfig) -> Self {
-        let pg = cfg.pg();
-        Grpo { cfg, pg }
+        Grpo { cfg }
     }
 }
 
@@ -230,12 +259,16 @@ impl Algorithm for Grpo {
         Advantages::grouped(input, self.cfg.norm_adv_by_std)
     }
 
+    fn agg_totals(&self, old_logp: &Tensor, rollout_logp: &Tensor, mask: &Tensor) -> AggTotals {
+        self.cfg.policy.totals(old_logp, rollout_logp, mask)
+    }
+
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {
-        policy_loss(batch, batch.advantages, &self.pg)
+        policy_loss(batch, &self.cfg.policy)
     }
 
     fn needs_ref_policy(&self) -> bool {
-        self.pg.kl.is_some()
+        self.cfg.policy.kl.is_some()
     }
 }
 
@@ -251,16 +284,42 @@ mod tests {
             .prop_map(|(low, high, dual)| ClipParams { low, high, dual })
     }
 
+    fn cfg_of(clip: ClipParams, agg: LossAgg, corrections: Vec<Correction>) -> PolicyLossConfig {
+        PolicyLossConfig {
+            clip_ratio_low: clip.low,
+            clip_ratio_high: clip.high,
+            clip_ratio_c: clip.dual,
+            loss_agg_mode: agg.mode,
+            loss_agg_norm: agg.norm,
+            kl: None,
+            corrections,
+        }
+    }
+
     fn agg_strategy() -> impl Strategy<Value = LossAgg> {
         (0usize..4, prop::option::of(2.0f64..10.0))
             .prop_map(|(i, norm)| LossAgg::new(LossAggMode::ALL[i], norm))
+    }
+
+    fn clip_only(
+        lp: &Tensor,
+        old: &Tensor,
+        adv: &Tensor,
+        mask: &Tensor,
+        clip: &ClipParams,
+    ) -> Tensor {
+        let b = PolicyBatch::new(lp, old, old, adv, mask);
+        let c = Corrected {
+            weights: None,
+            kept: mask.shallow_clone(),
+        };
+        ppo_clip_loss(&b, &c, clip, LossAgg::new(LossAggMode::TokenMean, None)).0
     }
 
     #[test]
     fn one_token_by_hand() {
         let mask = t2(&[1.0], 1, 1);
         let old = t2(&[0.5f64.ln()], 1, 1);
-        let agg = LossAgg::new(LossAggMode::TokenMean, None);
         let clip = ClipParams {
             low: 0.2,
             high: 0.28,
@@ -277,9 +336,7 @@ mod tests {
         ] {
             let logp = t2(&[(0.5 * r).ln()], 1, 1);
             let adv = t2(&[a], 1, 1);
-            let (loss, grad) = value_and_grad(&logp, |x| {
-                ppo_clip_loss(x, &old, &adv, &mask, None, &clip, agg).0
-            });
+            let (loss, grad) = value_and_grad(&logp, |x| clip_only(x, &old, &adv, &mask, &clip));
             assert_close(loss, l, 1e-12);
             assert_close(grad.double_value(&[0, 0]), g, 1e-12);
         }
@@ -289,15 +346,11 @@ mod tests {
     fn f32_in_f32_out() {
         let x = Tensor::from_slice(&[-0.5f32, -1.0]).view([1, 2]);
         let mask = Tensor::from_slice(&[1.0f32, 1.0]).view([1, 2]);
-        let (l, _) = ppo_clip_loss(
-            &x,
-            &(&x - 0.1),
-            &mask,
-            &mask,
-            None,
-            &ClipParams::default(),
-            LossAgg::new(LossAggMode::TokenMean, None),
-        );
+        let l = policy_loss(
+            &PolicyBatch::new(&x, &(&x - 0.1), &x, &mask, &mask),
+            &PolicyLossConfig::default(),
+        )
+        .0;
         assert_eq!(l.kind(), Kind::Float);
     }
 
@@ -312,13 +365,15 @@ mod tests {
             let corrections = [
                 vec![],
                 vec![Correction::Tis { c: 2.0 }, Correction::Icepop { low: 0.5, high: 5.0 }],
-                vec![Correction::SeqTis { c: 2.0 }, Correction::SeqMis { c: 2.0 }, Correction::Mis { c: 2.0 }],
+                vec![Correction::SeqTis { c: 2.0 }, Correction::SeqMis { c: 2.0, weight: true },
+                     Correction::Mis { c: 2.0, one_sided: false }],
                 vec![Correction::GeoRs { lower: None, upper: 1.001 }],
             ][k].clone();
-            let cfg = PgConfig { clip, agg, kl: None, corrections };
+            let cfg = cfg_of(clip, agg, corrections);
             let batch = PolicyBatch::new(&x.logp, &x.old, &x.mu, &x.adv, &x.mask);
-            let (loss, _) = policy_loss(&batch, &x.adv, &cfg);
-            let want = -agg.apply(&x.adv, &x.mask).double_value(&[]);
+            let (loss, _) = policy_loss(&batch, &cfg);
+            let tot = AggTotals::from_mask(&x.mask);
+            let want = -agg.apply(&x.adv, &x.mask, &tot).double_value(&[]);
             prop_assert!((loss.double_value(&[]) - want).abs() < 1e-12);
         }
 
@@ -327,10 +382,7 @@ mod tests {
         #[test]
         fn clipped_tokens_get_zero_gradient(case in policy_case(4, 6, 0.8), clip in clip_strategy()) {
             let x = case.tensors();
-            let agg = LossAgg::new(LossAggMode::TokenMean, None);
-            let (_, grad) = value_and_grad(&x.logp, |lp| {
-                ppo_clip_loss(lp, &x.old, &x.adv, &x.mask, None, &clip, agg).0
-            });
+            let (_, grad) = value_and_grad(&x.logp, |lp| clip_only(lp, &x.old, &x.adv, &x.mask, &clip));
             let grad = to_vec(&grad);
             let mask = to_vec(&x.mask);
             for i in 0..grad.len() {
@@ -351,10 +403,10 @@ mod tests {
         fn tis_with_unit_rho_is_grpo(case in policy_case(4, 6, 0.8), clip in clip_strategy(),
                                      agg in agg_strategy()) {
             let x = case.tensors();
-            let plain = PgConfig { clip, agg, kl: None, corrections: vec![] };
-            let tis = PgConfig { corrections: vec![Correction::Tis { c: 2.0 }], ..plain.clone() };
-            let run = |cfg: &PgConfig| value_and_grad(&x.logp, |lp| {
-                policy_loss(&PolicyBatch::new(lp, &x.old, &x.old, &x.adv, &x.mask), &x.adv, cfg).0
+            let plain = cfg_of(clip, agg, vec![]);
+            let tis = PolicyLossConfig { corrections: vec![Correction::Tis { c: 2.0 }], ..plain.clone() };
+            let run = |cfg: &PolicyLossConfig| value_and_grad(&x.logp, |lp| {
+                policy_loss(&PolicyBatch::new(lp, &x.old, &x.old, &x.adv, &x.mask), cfg).0
             });
             let (l0, g0) = run(&plain);
             let (l1, g1) = run(&tis);
@@ -369,14 +421,13 @@ mod tests {
             let x = case.tensors();
             let est = [super::super::KlEstimator::K1, super::super::KlEstimator::K2,
                        super::super::KlEstimator::K3][est];
-            let cfg = PgConfig {
-                clip, agg,
-                kl: Some(KlPenalty { coef: 0.3, estimator: est }),
-                corrections: vec![Correction::Tis { c: 1.5 }, Correction::Icepop { low: 0.7, high: 1.6 }],
-            };
+            let mut cfg = cfg_of(clip, agg, vec![Correction::Tis { c: 1.5 },
+                                                  Correction::Icepop { low: 0.7, high: 1.6 },
+                                                  Correction::Mis { c: 1.8, one_sided: false }]);
+            cfg.kl = Some(KlPenalty { coef: 0.3, estimator: est });
             check_grad(&x.logp, |lp| {
                 let b = PolicyBatch::new(lp, &x.old, &x.mu, &x.adv, &x.mask).with_ref(&x.ref_);
-                policy_loss(&b, &x.adv, &cfg).0
+                policy_loss(&b, &cfg).0
             });
         }
     }

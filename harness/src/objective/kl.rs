@@ -1,27 +1,28 @@
-//! KL estimators to a reference policy, per token: with `x = log π_θ − log π_ref`,
-//! `k1 = x`, `k2 = ½x²`, `k3 = exp(−x) − 1 + x` (verl's `low_var_kl`, clamped to [−10, 10]).
-use super::agg::LossAgg;
-use super::{check, valid, zero_pad, LOG_RATIO_CLAMP};
+//! KL estimators to a reference policy, per token, as verl's `kl_penalty`: with
+//! `x = log π_θ − log π_ref`, `k1 = x`, `abs = |x|`, `k2 = ½x²`, `k3 = exp(−x) − 1 + x` (verl's
+//! `low_var_kl`: `x` clamped to ±20 first, the estimate to [−10, 10]).
+use super::{ConfigProblem, LOG_RATIO_CLAMP};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KlEstimator {
     /// `x` (verl: `kl`).
     #[serde(alias = "kl")]
     K1,
+    /// `|x|` (verl: `abs`).
+    Abs,
     /// `½x²` (verl: `mse`).
     #[serde(alias = "mse")]
     K2,
-    /// `exp(−x) − 1 + x`, unbiased and non-negative (verl: `low_var_kl`). The default.
-    #[default]
+    /// `exp(−x) − 1 + x`, unbiased and non-negative (verl: `low_var_kl`).
     #[serde(alias = "low_var_kl")]
     K3,
 }
 
-/// `β·KL(π_θ ‖ π_ref)` added to the loss (or, for PPO's `kl_in_reward`, subtracted from the reward).
-/// Defaults: `coef` 0.001, `estimator` k3 (verl's defaults).
+/// `β·KL(π_θ ‖ π_ref)` added to the loss. Defaults as verl's actor: `coef` 0.001 (`kl_loss_coef`),
+/// `estimator` k3 (`kl_loss_type: low_var_kl`).
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KlPenalty {
@@ -38,42 +39,65 @@ impl Default for KlPenalty {
     }
 }
 
-impl KlPenalty {
-    pub fn validate(&self, key: &str) -> Result<(), String> {
-        check(self.coef.is_finite() && self.coef >= 0.0, || {
-            format!("`{key}.coef` must be >= 0, got {}", self.coef)
-        })
+/// PPO's per-token `−β·KL(π_old ‖ π_ref)` folded into the reward. Defaults as verl's algorithm
+/// config: `coef` 0.001 (`kl_ctrl.kl_coef`, fixed controller), `estimator` k1 (`kl_penalty: kl`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KlInReward {
+    pub coef: f64,
+    pub estimator: KlEstimator,
+}
+
+impl Default for KlInReward {
+    fn default() -> Self {
+        KlInReward {
+            coef: 0.001,
+            estimator: KlEstimator::K1,
+        }
     }
 }
 
-/// Per-token estimate `[B, T]`; gradient flows through `logp` only. The log-ratio is clamped to
-/// ±20 first so `exp(−x)` stays finite in f32.
+pub(crate) fn check_coef(coef: f64) -> Vec<ConfigProblem> {
+    if coef.is_finite() && coef >= 0.0 {
+        vec![]
+    } else {
+        vec![ConfigProblem::new(
+            "coef",
+            format!("must be >= 0, got {coef}"),
+        )]
+    }
+}
+
+impl KlPenalty {
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        check_coef(self.coef)
+    }
+}
+
+impl KlInReward {
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        check_coef(self.coef)
+    }
+}
+
+/// Per-token estimate `[B, T]`; gradient flows through `logp` only.
 pub fn kl_estimate(logp: &Tensor, ref_logp: &Tensor, estimator: KlEstimator) -> Tensor {
-    let x = (logp - ref_logp.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
+    let x = logp - ref_logp.detach();
     match estimator {
         KlEstimator::K1 => x,
+        KlEstimator::Abs => x.abs(),
         KlEstimator::K2 => x.square() * 0.5,
-        KlEstimator::K3 => ((-&x).exp() - 1.0 + &x).clamp(-10.0, 10.0),
+        KlEstimator::K3 => {
+            let x = x.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP);
+            ((-&x).exp() - 1.0 + &x).clamp(-10.0, 10.0)
+        }
     }
-}
-
-/// The estimate aggregated like the policy loss (`actor/kl_loss`).
-pub fn kl_loss(
-    logp: &Tensor,
-    ref_logp: &Tensor,
-    mask: &Tensor,
-    estimator: KlEstimator,
-    agg: LossAgg,
-) -> Tensor {
-    let v = valid(mask);
-    let k = kl_estimate(&zero_pad(logp, &v), &zero_pad(ref_logp, &v), estimator);
-    agg.apply(&k, mask)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objective::agg::LossAggMode;
+    use crate::objective::agg::{agg_loss, LossAggMode};
     use crate::objective::testutil::*;
     use proptest::prelude::*;
 
@@ -84,6 +108,7 @@ mod tests {
         let x = (0.3f64 / 0.5).ln();
         let v = |e| kl_estimate(&logp, &r, e).double_value(&[0, 0]);
         assert_close(v(KlEstimator::K1), x, 1e-15);
+        assert_close(v(KlEstimator::Abs), x.abs(), 1e-15);
         assert_close(v(KlEstimator::K2), 0.5 * x * x, 1e-15);
         assert_close(v(KlEstimator::K3), (-x).exp() - 1.0 + x, 1e-15);
     }
@@ -97,16 +122,19 @@ mod tests {
     }
 
     #[test]
-    fn aliases() {
+    fn aliases_and_defaults() {
         for (s, e) in [
             ("k1", KlEstimator::K1),
             ("kl", KlEstimator::K1),
+            ("abs", KlEstimator::Abs),
             ("mse", KlEstimator::K2),
             ("low_var_kl", KlEstimator::K3),
         ] {
             let got: KlEstimator = serde_json::from_value(serde_json::json!(s)).unwrap();
             assert_eq!(got, e);
         }
+        assert_eq!(KlPenalty::default().estimator, KlEstimator::K3);
+        assert_eq!(KlInReward::default().estimator, KlEstimator::K1);
     }
 
     proptest! {
@@ -118,11 +146,12 @@ mod tests {
             let r = &b.x * 0.7 - 0.4;
             for e in [KlEstimator::K1, KlEstimator::K2, KlEstimator::K3] {
                 for mode in LossAggMode::ALL {
-                    let agg = LossAgg::new(mode, None);
-                    check_grad(&(&b.x * 0.5 - 1.0), |x| kl_loss(x, &r, &b.mask, e, agg));
+                    check_grad(&(&b.x * 0.5 - 1.0), |x| {
+                        agg_loss(&(kl_estimate(x, &r, e) * &b.mask), &b.mask, mode, None)
+                    });
                 }
                 if e != KlEstimator::K1 {
-                    let z = kl_loss(&r, &r, &b.mask, e, LossAgg::new(LossAggMode::TokenMean, None));
+                    let z = agg_loss(&kl_estimate(&r, &r, e), &b.mask, LossAggMode::TokenMean, None);
                     prop_assert_eq!(z.double_value(&[]), 0.0);
                 }
             }

@@ -2,12 +2,23 @@
 //! algorithm-specific: how advantages are computed, the per-token policy loss, state that lives
 //! across steps (DCMDP's λ) and the metrics each logs all sit behind it.
 //!
-//! Every objective is also a pure function of tensors (`grpo::ppo_clip_loss`, `dppo::dppo_loss`,
-//! `drpo::drpo_loss`, `dcmdp::dcmdp_loss`, …) → `(loss, metrics)`: no model, no I/O, so each is
-//! tested on hand-made tensors (golden values in `tests/golden/`, property tests, f64 gradient
-//! checks). Shapes: token tensors are `[B, T]` (B sequences, T response positions) with a float
-//! mask (1 on response tokens, 0 on padding); they work in whatever float kind they are given.
-//! Entries outside the mask may hold anything finite or not: the objectives zero them first.
+//! Every objective is also a pure function of tensors with one signature,
+//! `fn(&PolicyBatch, &Config) -> (loss, metrics)`: [`grpo::policy_loss`], [`ppo::ppo_loss`],
+//! [`dppo::dppo_loss`], [`drpo::drpo_loss`], [`dcmdp::dcmdp_loss`]. No model, no I/O, so each is
+//! tested on hand-made tensors (golden values in `tests/golden/`, verl's own functions in
+//! `tests/fixtures/verl/`, property tests, f64 gradient checks). Shapes: token tensors are `[B, T]`
+//! (B sequences, T response positions) with a float mask (1 on response tokens, 0 on padding);
+//! they work in whatever float kind they are given. Entries outside the mask may hold anything
+//! finite or not: the objectives zero them first.
+//!
+//! Every definition (metric, correction, aggregation, default) computes what verl 0.9.1 computes
+//! under the same name; DPPO and DRPO follow their authors' code. Formulas, defaults and sources:
+//! `docs/algorithms.md`.
+//!
+//! Micro-batches: give every micro-batch of a mini-batch the mini-batch's [`AggTotals`]
+//! ([`Algorithm::agg_totals`], [`PolicyBatch::with_agg_totals`]); the micro-batch losses (and
+//! gradients) then add up to the mini-batch's, and [`metrics::merge_micro_metrics`] merges their
+//! metrics into the mini-batch's.
 //!
 //! Config (`algorithm:` in a run's YAML) picks an algorithm by `name`:
 //! ```yaml
@@ -15,12 +26,15 @@
 //!              corrections: [ { type: tis, c: 2.0 } ] }
 //! algorithm: { name: dcmdp, c: 0.0037, lambda_0: 0.1, eta_lambda: 1.0, form: loss }
 //! ```
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use tch::{Kind, Tensor};
 
 pub mod advantage;
 pub mod agg;
+pub mod batch_io;
 pub mod correction;
 pub mod dcmdp;
 pub mod dppo;
@@ -28,20 +42,25 @@ pub mod drpo;
 pub mod gae;
 pub mod grpo;
 pub mod kl;
+pub mod metrics;
 pub mod ppo;
 
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
+mod microbatch_tests;
+#[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod verl_fixtures;
 
-pub use agg::{LossAgg, LossAggMode};
+pub use agg::{AggTotals, LossAgg, LossAggMode};
 pub use correction::Correction;
 pub use dcmdp::{DcForm, Dcmdp, DcmdpConfig};
 pub use dppo::{Dppo, DppoConfig, DppoDivergence};
 pub use drpo::{Drpo, DrpoConfig};
-pub use grpo::{ClipParams, Grpo, GrpoConfig, PgConfig};
-pub use kl::{KlEstimator, KlPenalty};
+pub use grpo::{ClipParams, Grpo, GrpoConfig, PolicyLossConfig};
+pub use kl::{KlEstimator, KlInReward, KlPenalty};
 pub use ppo::{Ppo, PpoConfig};
 
 /// A step's or mini-batch's metrics: verl-style names (`actor/…`, `critic/…`, `dc/…`, `dppo/…`).
@@ -50,8 +69,9 @@ pub type Metrics = BTreeMap<String, f64>;
 /// Log-ratios are clamped to ±20 before `exp` (as verl does) so f32 never overflows.
 pub(crate) const LOG_RATIO_CLAMP: f64 = 20.0;
 
-/// One mini-batch as the loss sees it. All token tensors are `[B, T]`; only `logp` (and `values`)
-/// carry gradient, the rest are treated as constants.
+/// One mini-batch (or one micro-batch of it) as the loss sees it. All token tensors are `[B, T]`;
+/// only `logp` (and `values`) carry gradient, the rest are treated as constants.
+#[derive(Clone, Copy)]
 pub struct PolicyBatch<'a> {
     /// log π_θ of the sampled tokens (requires grad).
     pub logp: &'a Tensor,
@@ -73,6 +93,9 @@ pub struct PolicyBatch<'a> {
     pub values: Option<&'a Tensor>,
     pub old_values: Option<&'a Tensor>,
     pub returns: Option<&'a Tensor>,
+    /// The mini-batch's denominators when this batch is one of its micro-batches (unset: this
+    /// batch's own).
+    pub agg_totals: Option<AggTotals>,
 }
 
 impl<'a> PolicyBatch<'a> {
@@ -95,6 +118,7 @@ impl<'a> PolicyBatch<'a> {
             values: None,
             old_values: None,
             returns: None,
+            agg_totals: None,
         }
     }
 
@@ -120,15 +144,29 @@ impl<'a> PolicyBatch<'a> {
         self.returns = Some(returns);
         self
     }
+
+    /// Use a mini-batch's totals: this batch is one of its micro-batches.
+    pub fn with_agg_totals(mut self, totals: AggTotals) -> Self {
+        self.agg_totals = Some(totals);
+        self
+    }
+
+    /// The denominators for a loss over `kept` (this batch's loss mask).
+    pub fn totals(&self, kept: &Tensor) -> AggTotals {
+        self.agg_totals
+            .unwrap_or_else(|| AggTotals::of(self.mask, kept))
+    }
 }
 
 /// What advantage estimation gets: sequence rewards `[B]`, grouped by `group_size` consecutive
-/// rows (the responses to one prompt), and for PPO the rollout-time values `[B, T]` (plus π_old and
-/// π_ref when the KL penalty is folded into the reward).
+/// rows (the responses to one prompt) or by explicit group ids, and for PPO the rollout-time
+/// values `[B, T]` (plus π_old and π_ref when the KL penalty is folded into the reward).
 pub struct AdvantageInput<'a> {
     pub rewards: &'a Tensor,
     pub mask: &'a Tensor,
     pub group_size: i64,
+    /// Group id per row `[B]` (int); overrides `group_size` (groups may then be of any size).
+    pub group_ids: Option<&'a Tensor>,
     pub values: Option<&'a Tensor>,
     pub old_logp: Option<&'a Tensor>,
     pub ref_logp: Option<&'a Tensor>,
@@ -140,10 +178,16 @@ impl<'a> AdvantageInput<'a> {
             rewards,
             mask,
             group_size,
+            group_ids: None,
             values: None,
             old_logp: None,
             ref_logp: None,
         }
+    }
+
+    pub fn with_group_ids(mut self, ids: &'a Tensor) -> Self {
+        self.group_ids = Some(ids);
+        self
     }
 
     pub fn with_values(mut self, values: &'a Tensor) -> Self {
@@ -168,13 +212,19 @@ pub struct Advantages {
 impl Advantages {
     /// Group-normalised (GRPO) or, without the std division, Dr.GRPO advantages; no value targets.
     pub fn grouped(input: &AdvantageInput, norm_by_std: bool) -> Self {
-        Advantages {
-            advantages: advantage::group_advantages(
+        let advantages = match input.group_ids {
+            Some(ids) => {
+                advantage::group_advantages_by_id(input.rewards, ids, input.mask, norm_by_std)
+            }
+            None => advantage::group_advantages(
                 input.rewards,
                 input.mask,
                 input.group_size,
                 norm_by_std,
             ),
+        };
+        Advantages {
+            advantages,
             returns: None,
             metrics: Metrics::new(),
         }
@@ -202,11 +252,12 @@ impl StepStats {
 }
 
 /// The trainer-side part of an RL algorithm. The loop calls, per step: [`advantages`] once for the
-/// step's batch, [`begin_step`] once, [`loss`] per mini-batch (then backward + optimiser step),
-/// [`end_step`] once.
+/// step's batch, [`begin_step`] once, then per mini-batch [`agg_totals`] once and [`loss`] per
+/// micro-batch (gradients accumulate, then one optimiser step), [`end_step`] once.
 ///
 /// [`advantages`]: Algorithm::advantages
 /// [`begin_step`]: Algorithm::begin_step
+/// [`agg_totals`]: Algorithm::agg_totals
 /// [`loss`]: Algorithm::loss
 /// [`end_step`]: Algorithm::end_step
 pub trait Algorithm: Send {
@@ -220,8 +271,14 @@ pub trait Algorithm: Send {
     /// (DCMDP gates its penalty on this step's δ̄). Default: nothing.
     fn begin_step(&mut self, _step: &StepStats) {}
 
-    /// Loss of one mini-batch (a scalar with gradient through `batch.logp`, and `batch.values`
-    /// for PPO) and its metrics.
+    /// A mini-batch's [`AggTotals`] (after this algorithm's rejections), to hand to each of its
+    /// micro-batches with [`PolicyBatch::with_agg_totals`]. Default: no rejection.
+    fn agg_totals(&self, _old_logp: &Tensor, _rollout_logp: &Tensor, mask: &Tensor) -> AggTotals {
+        AggTotals::from_mask(mask)
+    }
+
+    /// Loss of one mini-batch or micro-batch (a scalar with gradient through `batch.logp`, and
+    /// `batch.values` for PPO) and its metrics.
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics);
 
     /// Called once per step after the optimiser updates, with the same [`StepStats`]; DCMDP's
@@ -257,16 +314,144 @@ pub trait Algorithm: Send {
     }
 }
 
-/// `algorithm:` in a run config, selected by `name`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+/// One segment of a config key path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySeg {
+    Key(String),
+    Index(usize),
+}
+
+/// One invalid value in `algorithm:`, with its key path relative to `algorithm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: Vec<KeySeg>,
+    pub message: String,
+}
+
+impl ConfigProblem {
+    pub fn new(key: &str, message: String) -> Self {
+        ConfigProblem {
+            path: vec![KeySeg::Key(key.into())],
+            message,
+        }
+    }
+
+    /// The same problem inside `key` (e.g. `coef` → `kl.coef`).
+    pub fn under(mut self, key: &str) -> Self {
+        self.path.insert(0, KeySeg::Key(key.into()));
+        self
+    }
+
+    /// The same problem inside item `i` of the list `key` (e.g. `c` → `corrections[1].c`).
+    pub fn under_item(mut self, key: &str, i: usize) -> Self {
+        self.path.insert(0, KeySeg::Index(i));
+        self.path.insert(0, KeySeg::Key(key.into()));
+        self
+    }
+
+    /// The path as text: keys joined by `.`, list indices as `[i]`.
+    pub fn key(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            match seg {
+                KeySeg::Key(k) if out.is_empty() => out.push_str(k),
+                KeySeg::Key(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                KeySeg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key(), self.message)
+    }
+}
+
+/// `algorithm:` in a run config, selected by `name`. Unknown keys are rejected when it is read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum AlgorithmConfig {
     Grpo(GrpoConfig),
     Ppo(PpoConfig),
     Dppo(DppoConfig),
     Drpo(DrpoConfig),
-    #[serde(alias = "dc-grpo")]
     Dcmdp(DcmdpConfig),
+}
+
+const ALGORITHM_NAMES: &[&str] = &["grpo", "ppo", "dppo", "drpo", "dcmdp", "dc-grpo"];
+
+impl<'de> Deserialize<'de> for AlgorithmConfig {
+    /// By `name` (`dc-grpo` is `dcmdp`); the rest of the map must hold only the named
+    /// algorithm's keys (the flattened policy-loss keys make serde's own check unusable).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = serde_yaml::Mapping::deserialize(d)?;
+        let name = map
+            .remove("name")
+            .ok_or_else(|| D::Error::missing_field("name"))?;
+        let name = name
+            .as_str()
+            .ok_or_else(|| D::Error::custom("`name` must be a string"))?;
+        match name {
+            "grpo" => strict(map).map(AlgorithmConfig::Grpo),
+            "ppo" => strict(map).map(AlgorithmConfig::Ppo),
+            "dppo" => strict(map).map(AlgorithmConfig::Dppo),
+            "drpo" => strict(map).map(AlgorithmConfig::Drpo),
+            "dcmdp" | "dc-grpo" => strict(map).map(AlgorithmConfig::Dcmdp),
+            other => Err(D::Error::unknown_variant(other, ALGORITHM_NAMES)),
+        }
+    }
+}
+
+/// Read `T` from `map`, rejecting any key its serialised default does not have.
+fn strict<T, E>(map: serde_yaml::Mapping) -> Result<T, E>
+where
+    T: DeserializeOwned + Serialize + Default,
+    E: serde::de::Error,
+{
+    let known = match serde_yaml::to_value(T::default()) {
+        Ok(serde_yaml::Value::Mapping(m)) => m,
+        _ => unreachable!("algorithm configs serialise to maps"),
+    };
+    for key in map.keys() {
+        if !known.contains_key(key) {
+            let names: Vec<String> = known
+                .keys()
+                .filter_map(|k| k.as_str().map(|k| format!("`{k}`")))
+                .collect();
+            let key = key
+                .as_str()
+                .map_or_else(|| format!("{key:?}"), str::to_string);
+            return Err(E::custom(format!(
+                "unknown field `{key}`, expected one of {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let read = |m: serde_yaml::Mapping| {
+        serde_path_to_error::deserialize::<_, T>(serde_yaml::Value::Mapping(m))
+    };
+    read(map.clone()).map_err(|e| {
+        // Flattened keys lose serde's path: find the key whose value alone fails.
+        let path = e.path().to_string();
+        let key = (path == ".").then(|| {
+            map.iter().find_map(|(k, v)| {
+                let one = serde_yaml::Mapping::from_iter([(k.clone(), v.clone())]);
+                read(one).err().and_then(|_| k.as_str().map(str::to_string))
+            })
+        });
+        let path = key.flatten().unwrap_or(path);
+        let inner = e.into_inner();
+        if path == "." {
+            E::custom(inner)
+        } else {
+            E::custom(format!("{path}: {inner}"))
+        }
+    })
 }
 
 impl Default for AlgorithmConfig {
@@ -286,43 +471,39 @@ impl AlgorithmConfig {
         }
     }
 
-    /// Check every value once; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every invalid value, each with its key path relative to `algorithm`. Empty: the config is
+    /// valid and [`build_algorithm`] builds it.
+    pub fn check(&self) -> Vec<ConfigProblem> {
         match self {
-            AlgorithmConfig::Grpo(c) => c.pg().validate(),
-            AlgorithmConfig::Ppo(c) => c.validate(),
-            AlgorithmConfig::Dppo(c) => c.validate(),
-            AlgorithmConfig::Drpo(c) => c.validate(),
-            AlgorithmConfig::Dcmdp(c) => c.validate(),
+            AlgorithmConfig::Grpo(c) => c.policy.check(),
+            AlgorithmConfig::Ppo(c) => c.check(),
+            AlgorithmConfig::Dppo(c) => c.check(),
+            AlgorithmConfig::Drpo(c) => c.check(),
+            AlgorithmConfig::Dcmdp(c) => c.check(),
+        }
+    }
+
+    /// The mismatch corrections the policy loss applies (none for `dppo` and `drpo`).
+    pub fn corrections(&self) -> &[Correction] {
+        match self {
+            AlgorithmConfig::Grpo(c) => &c.policy.corrections,
+            AlgorithmConfig::Ppo(c) => &c.policy.corrections,
+            AlgorithmConfig::Dcmdp(c) => &c.policy.corrections,
+            AlgorithmConfig::Dppo(_) | AlgorithmConfig::Drpo(_) => &[],
         }
     }
 }
 
-/// Build the algorithm a (valid) config names.
-pub fn build_algorithm(cfg: &AlgorithmConfig) -> crate::Result<Box<dyn Algorithm>> {
-    cfg.validate()
-        .map_err(|e| crate::Error::Input(format!("algorithm ({}): {e}", cfg.name())))?;
-    Ok(match cfg {
+/// Build the algorithm a config names. The config must be checked ([`AlgorithmConfig::check`]
+/// empty): an invalid one builds, but its losses may be NaN or panic.
+pub fn build_algorithm(cfg: &AlgorithmConfig) -> Box<dyn Algorithm> {
+    match cfg {
         AlgorithmConfig::Grpo(c) => Box::new(Grpo::new(c.clone())),
         AlgorithmConfig::Ppo(c) => Box::new(Ppo::new(c.clone())),
         AlgorithmConfig::Dppo(c) => Box::new(Dppo::new(c.clone())),
         AlgorithmConfig::Drpo(c) => Box::new(Drpo::new(c.clone())),
         AlgorithmConfig::Dcmdp(c) => Box::new(Dcmdp::new(c.clone())),
-    })
-}
-
-pub(crate) fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
-    if ok {
-        Ok(())
-    } else {
-        Err(msg())
     }
-}
-
-pub(crate) fn check_positive(key: &str, v: f64) -> Result<(), String> {
-    check(v.is_finite() && v > 0.0, || {
-        format!("`{key}` must be a positive number, got {v}")
-    })
 }
 
 // ---- small tensor helpers shared by the objectives ----
@@ -342,13 +523,20 @@ pub(crate) fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
 
-/// Mean of `x` over the mask (0 when the mask is empty); for metrics, no gradient.
-pub(crate) fn masked_mean(x: &Tensor, mask: &Tensor) -> f64 {
+/// Σ of `x` (any kind, bool included) over the mask, in f64, no gradient; garbage outside the
+/// mask is ignored.
+pub(crate) fn sum_over(x: &Tensor, mask: &Tensor) -> f64 {
     let m = mask.detach().to_kind(Kind::Double);
     let x = zero_pad(&x.detach().to_kind(Kind::Double), &valid(&m));
-    let n = scalar(&m.sum(Kind::Double));
+    scalar(&(x * &m).sum(Kind::Double))
+}
+
+/// Mean of `x` over the mask (0 when the mask is empty), in f64 and without gradient; entries
+/// outside the mask may hold anything (even NaN). The one masked mean of the crate.
+pub fn masked_mean(x: &Tensor, mask: &Tensor) -> f64 {
+    let n = scalar(&mask.detach().to_kind(Kind::Double).sum(Kind::Double));
     if n > 0.0 {
-        scalar(&(x * &m).sum(Kind::Double)) / n
+        sum_over(x, mask) / n
     } else {
         0.0
     }
@@ -392,81 +580,145 @@ mod tests {
         for name in ["grpo", "ppo", "dppo", "drpo", "dcmdp"] {
             let c: AlgorithmConfig = serde_json::from_value(json!({ "name": name })).unwrap();
             assert_eq!(c.name(), name);
-            c.validate().unwrap();
-            assert_eq!(build_algorithm(&c).unwrap().name(), name);
-            // Round trip through serde keeps every value.
+            assert!(c.check().is_empty());
+            assert_eq!(build_algorithm(&c).name(), name);
+            // Round trip through serde (JSON and YAML) keeps every value.
             let back: AlgorithmConfig =
                 serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
             assert_eq!(back, c);
+            let yaml = serde_yaml::to_string(&c).unwrap();
+            assert_eq!(serde_yaml::from_str::<AlgorithmConfig>(&yaml).unwrap(), c);
         }
+        // The shared policy-loss keys reach every algorithm that has them.
+        let text =
+            "{name: ppo, clip_ratio_high: 0.28, loss_agg_mode: seq-mean-token-sum, lam: 0.9}";
+        let AlgorithmConfig::Ppo(p) = serde_yaml::from_str(text).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.policy.clip_ratio_high, 0.28);
+        assert_eq!(p.policy.loss_agg_mode, LossAggMode::SeqMeanTokenSum);
+        assert_eq!(p.lam, 0.9);
+    }
+
+    #[test]
+    fn verl_defaults() {
+        let AlgorithmConfig::Ppo(p) = serde_json::from_value(json!({"name": "ppo"})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((p.gamma, p.lam), (1.0, 1.0));
+        let AlgorithmConfig::Ppo(p) =
+            serde_json::from_value(json!({"name": "ppo", "kl_in_reward": {}})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.kl_in_reward.unwrap().estimator, KlEstimator::K1);
+        let d = DppoConfig::default();
+        assert!(!d.norm_adv_by_std);
+        assert_eq!(d.loss_agg_mode, LossAggMode::SeqMeanTokenSumNorm);
+        let r = DrpoConfig::default();
+        assert_eq!((r.delta, r.norm_adv_by_std), (12.5, false));
     }
 
     #[test]
     fn unknown_fields_and_names_are_rejected() {
-        for bad in [
-            json!({"name": "grpo", "clip_ratio": 0.2}),
-            json!({"name": "dcmdp", "lambda": 0.1}),
-            json!({"name": "ppo", "gae_lambda": 0.9}),
-            json!({"name": "dppo", "divergence": "tv"}),
-            json!({"name": "drpo", "delta_tv": 0.1}),
-            json!({"name": "grpo", "corrections": [{"type": "tis", "C": 2.0}]}),
-            json!({"name": "grpo", "corrections": [{"type": "gspo"}]}),
-            json!({"name": "reinforce"}),
+        for (bad, key) in [
+            (json!({"name": "grpo", "clip_ratio": 0.2}), "clip_ratio"),
+            (json!({"name": "dcmdp", "lambda": 0.1}), "lambda"),
+            (json!({"name": "ppo", "gae_lambda": 0.9}), "gae_lambda"),
+            (json!({"name": "dppo", "divergence": "tv"}), "tv"),
+            (json!({"name": "drpo", "delta_tv": 0.1}), "delta_tv"),
+            (
+                json!({"name": "grpo", "corrections": [{"type": "tis", "C": 2.0}]}),
+                "C",
+            ),
+            (
+                json!({"name": "grpo", "corrections": [{"type": "gspo"}]}),
+                "gspo",
+            ),
+            (
+                json!({"name": "grpo", "kl": {"coef": 0.1, "beta": 1}}),
+                "beta",
+            ),
+            (json!({"name": "reinforce"}), "reinforce"),
+            (json!({"clip_ratio_low": 0.1}), "name"),
         ] {
-            assert!(
-                serde_json::from_value::<AlgorithmConfig>(bad.clone()).is_err(),
-                "{bad}"
-            );
+            let e = serde_json::from_value::<AlgorithmConfig>(bad.clone())
+                .expect_err(&bad.to_string())
+                .to_string();
+            assert!(e.contains(&format!("`{key}`")), "{bad}: {e}");
         }
+        let e = serde_yaml::from_str::<AlgorithmConfig>("{name: grpo, clip_ratio_c: abc}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clip_ratio_c"), "{e}");
     }
 
     #[test]
-    fn invalid_values_are_rejected_with_the_key() {
-        for (bad, key) in [
+    fn check_lists_every_problem_with_its_key() {
+        for (bad, keys) in [
             (
-                json!({"name": "grpo", "clip_ratio_low": 1.5}),
-                "clip_ratio_low",
+                json!({"name": "grpo", "clip_ratio_low": 1.5, "clip_ratio_c": 0.5}),
+                vec!["clip_ratio_low", "clip_ratio_c"],
             ),
-            (json!({"name": "grpo", "clip_ratio_c": 0.5}), "clip_ratio_c"),
             (
                 json!({"name": "grpo", "loss_agg_norm": 0.0}),
-                "loss_agg_norm",
+                vec!["loss_agg_norm"],
             ),
-            (json!({"name": "ppo", "lam": 1.5}), "lam"),
             (
-                json!({"name": "ppo", "cliprange_value": -1.0}),
-                "cliprange_value",
+                json!({"name": "ppo", "lam": 1.5, "cliprange_value": -1.0}),
+                vec!["lam", "cliprange_value"],
             ),
-            (json!({"name": "dppo", "delta": -0.1}), "delta"),
-            (json!({"name": "dppo", "is_cap": 0.0}), "is_cap"),
-            (json!({"name": "drpo", "delta": 0.0}), "delta"),
+            (
+                json!({"name": "ppo", "kl_in_reward": {"coef": -1}}),
+                vec!["kl_in_reward.coef"],
+            ),
+            (
+                json!({"name": "dppo", "delta": -0.1, "is_cap": 0.0}),
+                vec!["delta", "is_cap"],
+            ),
+            (
+                json!({"name": "dppo", "delta_high": 0.0}),
+                vec!["delta_high"],
+            ),
+            (json!({"name": "drpo", "delta": 0.0}), vec!["delta"]),
             (
                 json!({"name": "dcmdp", "lambda_0": 2.0, "lambda_max": 1.0}),
-                "lambda_0",
-            ),
-            (json!({"name": "dcmdp", "c": -0.1}), "`c`"),
-            (json!({"name": "dcmdp", "eta_lambda": -1.0}), "eta_lambda"),
-            (
-                json!({"name": "grpo", "corrections": [{"type": "icepop", "low": 5.0, "high": 0.5}]}),
-                "icepop",
+                vec!["lambda_0"],
             ),
             (
-                json!({"name": "grpo", "kl": {"coef": -1.0, "estimator": "k3"}}),
-                "kl.coef",
+                json!({"name": "dcmdp", "c": -0.1, "eta_lambda": -1.0}),
+                vec!["c", "eta_lambda"],
+            ),
+            (
+                json!({"name": "grpo", "corrections": [{"type": "tis"}, {"type": "icepop", "low": 5.0, "high": 0.5}]}),
+                vec!["corrections[1].low"],
+            ),
+            (
+                json!({"name": "dcmdp", "kl": {"coef": -1.0, "estimator": "k3"}}),
+                vec!["kl.coef"],
             ),
         ] {
             let c: AlgorithmConfig = serde_json::from_value(bad.clone()).unwrap();
-            let e = c.validate().unwrap_err();
-            assert!(e.contains(key), "{bad}: {e}");
-            let e = build_algorithm(&c).err().unwrap().to_string();
-            assert!(e.contains(key), "{bad}: {e}");
+            let got: Vec<String> = c.check().iter().map(ConfigProblem::key).collect();
+            assert_eq!(got, keys, "{bad}");
         }
+        let p = ConfigProblem::new("c", "must be positive".into()).under_item("corrections", 2);
+        assert_eq!(
+            p.path,
+            [
+                KeySeg::Key("corrections".into()),
+                KeySeg::Index(2),
+                KeySeg::Key("c".into())
+            ]
+        );
+        assert_eq!(p.to_string(), "corrections[2].c: must be positive");
     }
 
     #[test]
     fn needs_flags() {
         let build = |v: serde_json::Value| {
-            build_algorithm(&serde_json::from_value::<AlgorithmConfig>(v).unwrap()).unwrap()
+            build_algorithm(&serde_json::from_value::<AlgorithmConfig>(v).unwrap())
         };
         assert!(build(json!({"name": "ppo"})).needs_value_model());
         assert!(!build(json!({"name": "grpo"})).needs_value_model());
@@ -478,22 +730,22 @@ mod tests {
     }
 
     /// Every algorithm's full inputs for one case (top-K and values derived from it).
-    struct Full {
-        logp: Tensor,
-        old: Tensor,
-        mu: Tensor,
-        ref_: Tensor,
-        adv: Tensor,
-        mask: Tensor,
-        mu_topk: Tensor,
-        pi_topk: Tensor,
-        values: Tensor,
-        old_values: Tensor,
-        returns: Tensor,
+    pub(super) struct Full {
+        pub(super) logp: Tensor,
+        pub(super) old: Tensor,
+        pub(super) mu: Tensor,
+        pub(super) ref_: Tensor,
+        pub(super) adv: Tensor,
+        pub(super) mask: Tensor,
+        pub(super) mu_topk: Tensor,
+        pub(super) pi_topk: Tensor,
+        pub(super) values: Tensor,
+        pub(super) old_values: Tensor,
+        pub(super) returns: Tensor,
     }
 
     impl Full {
-        fn new(x: &PolicyTensors) -> Full {
+        pub(super) fn new(x: &PolicyTensors) -> Full {
             let topk = |lp: &Tensor| {
                 Tensor::stack(
                     &[
@@ -519,7 +771,7 @@ mod tests {
             }
         }
 
-        fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Full {
+        pub(super) fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Full {
             Full {
                 logp: f(&self.logp),
                 old: f(&self.old),
@@ -563,7 +815,7 @@ mod tests {
         }
 
         /// Loss, gradient w.r.t. log π_θ and (PPO) w.r.t. the values.
-        fn run(&self, algo: &dyn Algorithm) -> (Tensor, Tensor, Option<Tensor>) {
+        pub(super) fn run(&self, algo: &dyn Algorithm) -> (Tensor, Tensor, Option<Tensor>) {
             let logp = self.logp.detach().copy().set_requires_grad(true);
             let values = self.values.detach().copy().set_requires_grad(true);
             let batch = PolicyBatch::new(&logp, &self.old, &self.mu, &self.adv, &self.mask)
@@ -577,24 +829,31 @@ mod tests {
         }
     }
 
-    fn every_algorithm() -> Vec<Box<dyn Algorithm>> {
+    pub(super) fn every_algorithm() -> Vec<Box<dyn Algorithm>> {
         [
             json!({"name": "grpo", "kl": {"coef": 0.2}, "loss_agg_mode": "seq-mean-token-mean",
                    "corrections": [{"type": "tis"}, {"type": "icepop", "low": 0.8, "high": 1.3}]}),
             json!({"name": "grpo", "loss_agg_mode": "seq-mean-token-sum-norm", "loss_agg_norm": 8.0,
                    "corrections": [{"type": "seq-mis", "c": 1.5}, {"type": "geo-rs", "lower": 0.9, "upper": 1.1}]}),
+            json!({"name": "grpo", "kl": {"coef": 0.1, "estimator": "k2"}, "loss_agg_mode": "seq-mean-token-sum",
+                   "corrections": [{"type": "mis", "c": 1.5}, {"type": "seq-tis"}]}),
             json!({"name": "ppo", "loss_agg_mode": "seq-mean-token-sum", "vf_coef": 0.5}),
+            json!({"name": "ppo", "loss_agg_mode": "token-mean", "kl": {"coef": 0.05},
+                   "corrections": [{"type": "mis", "c": 1.5}]}),
             json!({"name": "dppo", "loss_agg_norm": 8.0}),
             json!({"name": "dppo", "divergence": "binary-kl", "loss_agg_mode": "token-mean"}),
             json!({"name": "dppo", "divergence": "topk-tv", "loss_agg_norm": 8.0}),
             json!({"name": "dppo", "divergence": "topk-kl", "delta": 0.02, "loss_agg_norm": 8.0}),
             json!({"name": "drpo", "loss_agg_norm": 8.0}),
+            json!({"name": "drpo", "delta": 0.1, "mu_weighted": false, "loss_agg_mode": "seq-mean-token-mean"}),
             json!({"name": "dcmdp", "lambda_0": 0.5, "c": 0.0}),
             json!({"name": "dcmdp", "lambda_0": 0.5, "gating": false, "form": "advantage",
-                   "loss_agg_mode": "seq-mean-token-mean"}),
+                   "loss_agg_mode": "seq-mean-token-mean", "corrections": [{"type": "geo-rs", "upper": 1.5}]}),
+            json!({"name": "dcmdp", "lambda_0": 0.5, "c": 0.0, "loss_agg_mode": "seq-mean-token-sum-norm",
+                   "loss_agg_norm": 6.0, "corrections": [{"type": "mis", "c": 1.5}]}),
         ]
         .into_iter()
-        .map(|v| build_algorithm(&serde_json::from_value(v).unwrap()).unwrap())
+        .map(|v| build_algorithm(&serde_json::from_value(v).unwrap()))
         .collect()
     }
 

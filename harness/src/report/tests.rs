@@ -109,6 +109,7 @@ fn synthetic_seeds(scale: f64, n: i64) -> GridResults {
         source: "experiments/synthetic.yaml".into(),
         axes: vec!["algorithm.c".into()],
         cases: vec!["grpo".into(), "dcmdp".into()],
+        overrides: vec![],
         runs: mruns,
     };
     GridResults::from_parts(Path::new("out/synthetic"), manifest, runs)

@@ -82,11 +82,15 @@ impl Engine {
         });
     }
 
-    /// Sample responses; the engine's logit-noise and top-K settings override `params`'.
+    /// Sample responses. `params` says what to sample; the engine's own knobs — the logit noise
+    /// and the top-K log-probs it reports (`rollout.engine.logit_noise`, `.topk_logprobs`) — are
+    /// decided here, from its config, and replace whatever `params` holds for them.
     pub fn generate(&self, prompts: &[Vec<i64>], params: &SamplingParams) -> Rollouts {
-        let mut p = params.clone();
-        p.logit_noise = self.cfg.logit_noise;
-        p.topk_logprobs = p.topk_logprobs.max(self.cfg.topk_logprobs);
+        let p = SamplingParams {
+            logit_noise: self.cfg.logit_noise,
+            topk_logprobs: self.cfg.topk_logprobs,
+            ..params.clone()
+        };
         generate(&self.model, prompts, &p)
     }
 }

@@ -1,23 +1,15 @@
 //! Rollouts produced by a real engine (vLLM, SGLang): JSONL lines
-//! `{"prompt_ids": [...], "response_ids": [...], "logprobs": [...]}` (optionally `"finish_reason"`).
+//! `{"prompt_ids": [...], "response_ids": [...], "logprobs": [...]}` (optionally `"finish_reason"`),
+//! as tensors.
 use super::sampler::{left_pad, FinishReason, Rollouts};
+use crate::config::external;
 use crate::{Error, Result};
-use std::io::BufRead;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    prompt_ids: Vec<i64>,
-    response_ids: Vec<i64>,
-    logprobs: Option<Vec<Option<f64>>>,
-    #[serde(default)]
-    finish_reason: Option<String>,
-}
-
-/// Read external rollouts, checking ids against `vocab_size` and that every response token has a
-/// finite log-prob ≤ 0. Responses are right-padded to the longest one (or `width` if larger).
+/// Read external rollouts (format and checks: [`crate::config::external`], every bad line
+/// reported), checking ids against `vocab_size`. Responses are right-padded to the longest one (or
+/// `width` if larger).
 pub fn read_external(
     path: &Path,
     vocab_size: usize,
@@ -25,63 +17,20 @@ pub fn read_external(
     width: usize,
     device: Device,
 ) -> Result<Rollouts> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rows = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), i + 1);
-        let l: Line =
-            serde_json::from_str(&line).map_err(|e| Error::Input(format!("{at}: {e}")))?;
-        let lp = l
-            .logprobs
-            .ok_or_else(|| Error::Input(format!("{at}: missing `logprobs`")))?;
-        if lp.len() != l.response_ids.len() {
-            return Err(Error::Input(format!(
-                "{at}: {} logprobs for {} response tokens (misaligned)",
-                lp.len(),
-                l.response_ids.len()
-            )));
-        }
-        if l.prompt_ids.is_empty() || l.response_ids.is_empty() {
-            return Err(Error::Input(format!("{at}: empty prompt or response")));
-        }
-        for (what, ids) in [
-            ("prompt_ids", &l.prompt_ids),
-            ("response_ids", &l.response_ids),
-        ] {
-            if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= vocab_size) {
-                return Err(Error::Input(format!(
-                    "{at}: {what} has token id {bad} outside the vocabulary (0..{vocab_size})"
-                )));
-            }
-        }
-        let lp = lp
-            .into_iter()
-            .enumerate()
-            .map(|(j, x)| match x {
-                Some(v) if v.is_finite() && v <= 1e-6 => Ok(v),
-                _ => Err(Error::Input(format!(
-                    "{at}: logprobs[{j}] is missing, not finite or positive"
-                ))),
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        let finish = match l.finish_reason.as_deref() {
-            None | Some("stop") => FinishReason::Stop,
-            Some("length") => FinishReason::Length,
-            Some(other) => {
-                return Err(Error::Input(format!(
-                    "{at}: unknown finish_reason `{other}`"
-                )))
-            }
-        };
-        rows.push((l.prompt_ids, l.response_ids, lp, finish));
-    }
-    if rows.is_empty() {
-        return Err(Error::Input(format!("{}: no rollouts", path.display())));
-    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let rows = external::parse(&text, Some(vocab_size))
+        .map_err(|errs| Error::Input(external::describe(path, &errs).join("\n")))?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            let finish = if r.truncated {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            };
+            (r.prompt_ids, r.response_ids, r.logprobs, finish)
+        })
+        .collect();
     let r = rows.iter().map(|x| x.1.len()).max().unwrap().max(width);
     let prompts: Vec<Vec<i64>> = rows.iter().map(|x| x.0.clone()).collect();
     let (prompt_ids, prompt_mask) = left_pad(&prompts, pad, device);

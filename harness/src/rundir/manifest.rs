@@ -18,6 +18,9 @@ pub struct Manifest {
     pub axes: Vec<String>,
     #[serde(default)]
     pub cases: Vec<String>,
+    /// `--set key=value` overrides of the grid file's `base` (already in each run's config).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     pub runs: Vec<RunRecord>,
 }
 

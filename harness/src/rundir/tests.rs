@@ -28,6 +28,7 @@ fn manifest_round_trips_keeping_axis_order() {
         source: "g.yaml".into(),
         axes: vec!["optim.lr".into(), "algorithm.c".into()],
         cases: vec!["dcmdp".into()],
+        overrides: vec![],
         runs: vec![record("a", 0), record("b", 1)],
     };
     m.write(d.path()).unwrap();
@@ -84,6 +85,7 @@ fn grid_loads_runs_with_status_and_logs() {
         source: "g.yaml".into(),
         axes: vec![],
         cases: vec![],
+        overrides: vec![],
         runs: (0..8).map(|i| record(&format!("r{i}"), i)).collect(),
     };
     m.write(d.path()).unwrap();

@@ -1,6 +1,9 @@
 //! AdamW (decoupled weight decay, fp32 moments), learning-rate schedules, and global-norm gradient
 //! clipping that reports the pre-clip norm.
+use super::checkpoint::{copy_named, OptimState};
 use crate::config::{OptimConfig, Schedule};
+use crate::Result;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 pub struct AdamW {
@@ -61,19 +64,43 @@ impl AdamW {
         });
     }
 
-    /// Moments for checkpoints: `(m, v)` in parameter order.
-    pub fn moments(&self) -> (&[Tensor], &[Tensor]) {
-        (&self.m, &self.v)
+    /// Checkpoint state, the moments named after `names` (the parameters' names, in order).
+    pub fn state(&self, names: &[String]) -> OptimState {
+        OptimState {
+            exp_avg: named("", names, &self.m),
+            exp_avg_sq: named("", names, &self.v),
+            t: self.t,
+        }
     }
 
-    pub fn load_moments(&mut self, m: &[Tensor], v: &[Tensor], t: i64) {
-        tch::no_grad(|| {
-            for (dst, src) in self.m.iter_mut().zip(m).chain(self.v.iter_mut().zip(v)) {
-                dst.copy_(src);
-            }
-        });
-        self.t = t;
+    /// Restore [`AdamW::state`]; `file` (where it came from) is named in errors.
+    pub fn load_state(&mut self, names: &[String], s: &OptimState, file: &Path) -> Result<()> {
+        for (key, mine, saved) in [
+            ("exp_avg/", &self.m, &s.exp_avg),
+            ("exp_avg_sq/", &self.v, &s.exp_avg_sq),
+        ] {
+            let (saved_names, saved): (Vec<String>, Vec<Tensor>) = saved
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .unzip();
+            copy_named(
+                &named(key, names, mine),
+                &named(key, &saved_names, &saved),
+                file,
+            )?;
+        }
+        self.t = s.t;
+        Ok(())
     }
+}
+
+/// `(prefix + name, tensor)` pairs.
+fn named(prefix: &str, names: &[String], ts: &[Tensor]) -> Vec<(String, Tensor)> {
+    names
+        .iter()
+        .map(|n| format!("{prefix}{n}"))
+        .zip(ts.iter().map(Tensor::shallow_clone))
+        .collect()
 }
 
 /// Learning rate at update `step` (0-based) of `total`.

@@ -41,34 +41,26 @@ pub fn build_policy(cfg: &RunConfig, seed: i64, device: Device) -> Result<Qwen3>
     Ok(policy)
 }
 
-/// Rebuild the policy of the run in `run_dir` (its `config.yaml` and latest checkpoint) on the CPU.
+/// Rebuild the policy of the run in `run_dir` (its `config.yaml` and newest checkpoint that passes
+/// its checks) on the CPU.
 pub fn load_run_policy(run_dir: &Path) -> Result<(RunConfig, Qwen3)> {
-    let cp = run_dir.join("config.yaml");
-    let text = std::fs::read_to_string(&cp).map_err(|e| Error::io(&cp, e))?;
-    let cfg: RunConfig =
-        serde_yaml::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", cp.display())))?;
-    let (_, ck) = checkpoint::latest(run_dir).ok_or_else(|| {
+    let cfg = crate::config::load_run_config(&run_dir.join("config.yaml"))?;
+    let (ck, state, rejected) = checkpoint::load_latest(run_dir)?.ok_or_else(|| {
         Error::Input(format!(
             "no checkpoint under {}",
             run_dir.join("checkpoints").display()
         ))
     })?;
-    let (tensors, meta) = checkpoint::load(&ck)?;
-    let policy = build_policy(&cfg, meta.seed, Device::Cpu)?;
-    let saved: HashMap<String, Tensor> = tensors
-        .into_iter()
-        .filter_map(|(n, t)| n.strip_prefix("policy/").map(|n| (n.to_string(), t)))
-        .collect();
+    for r in rejected {
+        eprintln!("warning: skipped {}: {}", r.dir.display(), r.error);
+    }
+    let policy = build_policy(&cfg, state.seed, Device::Cpu)?;
     if policy.has_lora() {
+        let saved: HashMap<String, Tensor> = state.policy.into_iter().collect();
         policy.load_lora(&saved)?;
     } else {
-        for (n, mut p) in policy.named_parameters() {
-            let src = saved.get(&n).ok_or_else(|| Error::Checkpoint {
-                path: ck.clone(),
-                msg: format!("missing `policy/{n}`"),
-            })?;
-            tch::no_grad(|| p.copy_(src));
-        }
+        let file = ck.join(checkpoint::POLICY_FILE);
+        checkpoint::copy_named(&policy.named_parameters(), &state.policy, &file)?;
     }
     Ok((cfg, policy))
 }

@@ -1,5 +1,5 @@
 //! Training-loop acceptance on CPU: learning after SFT warm-start (GRPO, DC-GRPO, DPPO), exact
-//! kill-and-resume, and the divergence guard.
+//! kill-and-resume, and the divergence guard. Also the helpers the other train tests share.
 use super::*;
 use crate::config::RunConfig;
 use std::path::Path;
@@ -23,7 +23,21 @@ checkpoint: {{ every: 2 }}
     serde_yaml::from_str(&yaml).unwrap()
 }
 
-fn read_jsonl(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+/// A cheaper run for loop paths: a short SFT warm-start (so rewards, hence gradients, are not all
+/// zero), 8 prompts × 4 responses of ≤ 4 tokens, two mini-batches, a checkpoint every 2 steps.
+pub(crate) fn fast_config(algorithm: &str, steps: usize) -> RunConfig {
+    tiny_config(algorithm, steps)
+        .edit(|c| {
+            c.task.sft.as_mut().unwrap().steps = 30;
+            c.rollout.prompts_per_step = 8;
+            c.rollout.group_size = 4;
+            c.eval.prompts = 16;
+            c.eval.k = 2;
+        })
+        .unwrap()
+}
+
+pub(crate) fn read_jsonl(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -38,7 +52,7 @@ fn final_eval(dir: &Path) -> (f64, f64) {
     (acc(&rows[0]), acc(rows.last().unwrap()))
 }
 
-fn train(cfg: &RunConfig, seed: i64, dir: &Path) -> RunOutcome {
+pub(crate) fn train(cfg: &RunConfig, seed: i64, dir: &Path) -> RunOutcome {
     tch::set_num_threads(1);
     run_training(cfg, seed, dir, &AtomicBool::new(false), &mut |_| {}).unwrap()
 }
@@ -62,7 +76,7 @@ fn grpo_dcmdp_dppo_learn_after_sft() {
     }
 }
 
-fn without_timing(
+pub(crate) fn without_timing(
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 ) -> Vec<serde_json::Map<String, serde_json::Value>> {
     rows.into_iter()
@@ -86,26 +100,49 @@ pub(crate) fn crash_after_step(cfg: &RunConfig, seed: i64, dir: &Path, step: usi
     assert!(crashed.is_err());
 }
 
-#[test]
-fn kill_and_resume_gives_the_same_metrics() {
-    let _rng = crate::rng_lock();
-    let cfg = tiny_config("{ name: dcmdp, c: 0.001 }", 5);
-    let full = tempfile::tempdir().unwrap();
-    train(&cfg, 3, full.path());
+/// Metrics rows of `dir` without the wall-clock keys (`timing_s/*`, `perf/*`).
+pub(crate) fn metrics_of(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    without_timing(read_jsonl(&dir.join("metrics.jsonl")))
+}
 
+/// Train `cfg` uninterrupted, and again killed right after step `crash` then resumed: both must
+/// finish with the same metrics rows (wall-clock keys aside) and evaluations. Returns the
+/// uninterrupted and the resumed run's directories.
+pub(crate) fn assert_resume_is_exact(
+    cfg: &RunConfig,
+    seed: i64,
+    crash: usize,
+) -> (tempfile::TempDir, tempfile::TempDir) {
+    let full = tempfile::tempdir().unwrap();
+    assert_eq!(train(cfg, seed, full.path()).state, RunState::Done);
     let cut = tempfile::tempdir().unwrap();
-    // Die abruptly after step 3 (checkpoint is at step 2): step 3's row must be redone.
-    crash_after_step(&cfg, 3, cut.path(), 3);
-    assert_eq!(read_jsonl(&cut.path().join("metrics.jsonl")).len(), 3);
-    let out = train(&cfg, 3, cut.path());
-    assert_eq!(out.state, RunState::Done);
-    let a = without_timing(read_jsonl(&full.path().join("metrics.jsonl")));
-    let b = without_timing(read_jsonl(&cut.path().join("metrics.jsonl")));
-    assert_eq!(a.len(), 5);
-    assert_eq!(a, b);
+    crash_after_step(cfg, seed, cut.path(), crash);
+    assert_eq!(read_jsonl(&cut.path().join("metrics.jsonl")).len(), crash);
+    assert_eq!(train(cfg, seed, cut.path()).state, RunState::Done);
+    let a = metrics_of(full.path());
+    assert_eq!(a.len(), cfg.train.steps);
+    assert_eq!(a, metrics_of(cut.path()));
     assert_eq!(
         read_jsonl(&full.path().join("eval.jsonl")),
         read_jsonl(&cut.path().join("eval.jsonl"))
+    );
+    (full, cut)
+}
+
+#[test]
+fn kill_and_resume_gives_the_same_metrics() {
+    let _rng = crate::rng_lock();
+    // Die abruptly after step 3 (checkpoint is at step 2): step 3's row must be redone. DCMDP's
+    // λ must round-trip bit-exactly through the checkpoint.
+    let cfg = tiny_config("{ name: dcmdp, c: 0.001 }", 5);
+    let (full, _) = assert_resume_is_exact(&cfg, 3, 3);
+    let lambdas: Vec<f64> = metrics_of(full.path())
+        .iter()
+        .map(|r| r["dc/lambda"].as_f64().unwrap())
+        .collect();
+    assert!(
+        lambdas.windows(2).any(|w| w[0] != w[1]),
+        "λ moves: {lambdas:?}"
     );
 }
 
@@ -131,8 +168,9 @@ fn stop_flag_checkpoints_and_resumes() {
 #[test]
 fn injected_nan_marks_the_run_diverged_at_its_step() {
     let _rng = crate::rng_lock();
-    let mut cfg = tiny_config("{ name: grpo }", 5);
-    cfg.train.fault_nan_at_step = Some(3);
+    let cfg = tiny_config("{ name: grpo }", 5)
+        .edit(|c| c.train.fault_nan_at_step = Some(3))
+        .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = train(&cfg, 5, tmp.path());
     assert_eq!(out.state, RunState::Diverged);

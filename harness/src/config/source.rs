@@ -1,15 +1,76 @@
 //! Where each key of a YAML text sits: source paths → 1-based line numbers, so errors found after
-//! merging (unknown field, out of range) can point at the line that set the value.
+//! merging (unknown field, out of range) can point at the line that set the value; and key paths
+//! (`rollout.engine.precision`, `algorithm.corrections[0].cap`) as errors name them.
 use std::collections::HashMap;
+use std::fmt;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 /// One step of a source path: a mapping key as written (dotted keys stay one segment) or a
 /// sequence index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Seg {
     Key(String),
     Idx(usize),
+}
+
+impl fmt::Display for Seg {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Seg::Key(k) => f.write_str(k),
+            Seg::Idx(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+/// A path into a YAML document, shown as `a.b[2].c`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyPath(pub Vec<Seg>);
+
+impl KeyPath {
+    /// `a.b.c` → keys `a`, `b`, `c` (a dotted key of a grid file stays one segment: use `Seg`s).
+    pub fn dotted(s: &str) -> KeyPath {
+        KeyPath(
+            s.split('.')
+                .filter(|k| !k.is_empty())
+                .map(|k| Seg::Key(k.to_string()))
+                .collect(),
+        )
+    }
+    pub fn child(&self, s: Seg) -> KeyPath {
+        let mut p = self.0.clone();
+        p.push(s);
+        KeyPath(p)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Whether `self` is `other` or lies under it.
+    pub fn starts_with(&self, other: &KeyPath) -> bool {
+        self.0.starts_with(&other.0)
+    }
+    /// The leading mapping keys (up to the first sequence index).
+    pub fn keys(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map_while(|s| match s {
+                Seg::Key(k) => Some(k.clone()),
+                Seg::Idx(_) => None,
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 && matches!(s, Seg::Key(_)) {
+                f.write_str(".")?;
+            }
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
 }
 
 impl From<&str> for Seg {

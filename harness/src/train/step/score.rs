@@ -1,0 +1,107 @@
+//! Stage 2, score: the trainer's view of the collected rows — π_old (the trainer recomputing what
+//! the engine sampled), π_ref and the critic's values when the algorithm has them — then the
+//! discrepancy diagnostics and the algorithm's advantages, handed to the update as a [`Batch`].
+use super::super::batch::{Batch, Rows};
+use super::super::trainer::Trainer;
+use super::collect::Collected;
+use crate::diagnostics::rollout_corr;
+use crate::objective::{AdvantageInput, Advantages, Metrics, StepStats};
+use crate::rollout::Scored;
+use std::time::Instant;
+use tch::Tensor;
+
+/// The trainer-side scores of a step's rows.
+pub struct Scores {
+    /// π_old: log-probs, entropy and (MoE) selected experts, without a graph.
+    pub old: Scored,
+    /// With one epoch of one mini-batch (and no recompute) the update's forward runs on the very
+    /// weights that define π_old: that forward, with its graph, for the update to reuse.
+    pub fused: Option<Scored>,
+    pub ref_logp: Option<Tensor>,
+    pub old_values: Option<Tensor>,
+    /// Seconds spent scoring.
+    pub seconds: f64,
+}
+
+impl Scores {
+    /// `rollout_corr/*`: how far the engine's μ is from π_old (and, MoE, its routing).
+    pub fn discrepancy(&self, c: &Collected) -> Metrics {
+        let ro = &c.rollouts;
+        let experts = (!ro.engine_experts.is_empty())
+            .then_some((ro.engine_experts.as_slice(), self.old.experts.as_slice()));
+        rollout_corr(&self.old.logp, &ro.rollout_logp, &ro.response_mask, experts)
+    }
+
+    /// The step's summary the algorithm sees in `begin_step`/`end_step` (δ̄).
+    pub fn stats(&self, c: &Collected) -> StepStats {
+        let ro = &c.rollouts;
+        StepStats::from_logps(&self.old.logp, &ro.rollout_logp, &ro.response_mask)
+    }
+
+    /// What advantage estimation reads.
+    pub fn advantage_input<'s>(&'s self, c: &'s Collected, group: usize) -> AdvantageInput<'s> {
+        let mask = &c.rollouts.response_mask;
+        let mut ain = AdvantageInput::new(&c.rewards_t, mask, group as i64);
+        if let Some(v) = &self.old_values {
+            ain = ain.with_values(v);
+        }
+        if let Some(rl) = &self.ref_logp {
+            ain = ain.with_logps(&self.old.logp, rl);
+        }
+        ain
+    }
+
+    /// The update's input (and the fused forward, if any).
+    pub fn into_batch(self, c: &Collected, adv: Advantages) -> (Batch, Option<Scored>) {
+        let ro = &c.rollouts;
+        let batch = Batch {
+            rows: Rows::of(ro),
+            rollout_logp: ro.rollout_logp.shallow_clone(),
+            rollout_topk: ro
+                .topk
+                .as_ref()
+                .map(|(lp, ids)| (lp.shallow_clone(), ids.shallow_clone())),
+            old_logp: self.old.logp,
+            advantages: adv.advantages,
+            returns: adv.returns,
+            ref_logp: self.ref_logp,
+            old_values: self.old_values,
+        };
+        (batch, self.fused)
+    }
+}
+
+impl Trainer<'_> {
+    /// Whether π_old comes from the update's own forward (see [`Scores::fused`]).
+    pub fn fused_old_logp(&self) -> bool {
+        let t = &self.cfg.train;
+        t.ppo_epochs == 1 && t.mini_batches == 1 && !t.recompute
+    }
+
+    /// Stage 2: π_old, π_ref and V_old of the collected rows.
+    pub fn score(&self, c: &Collected) -> Scores {
+        let t = Instant::now();
+        let rows = Rows::of(&c.rollouts);
+        let temp = self.cfg.rollout.temperature;
+        let model = &self.actor.model;
+        let (old, fused) = if self.fused_old_logp() {
+            let gather = c.rollouts.topk.as_ref().map(|(_, ids)| ids);
+            let cur = rows.score(model, temp, gather);
+            (cur.detached(), Some(cur))
+        } else {
+            (tch::no_grad(|| rows.score(model, temp, None)), None)
+        };
+        let ref_logp = self.reference.as_ref().map(|r| r.logp(&rows, temp));
+        let old_values = self
+            .critic
+            .as_ref()
+            .map(|v| tch::no_grad(|| v.values(&rows)));
+        Scores {
+            old,
+            fused,
+            ref_logp,
+            old_values,
+            seconds: t.elapsed().as_secs_f64(),
+        }
+    }
+}

@@ -28,9 +28,7 @@ struct Variant {
 
 /// The smoke grid's `base.<dotted>` value.
 fn base_value<'a>(grid: &'a Value, dotted: &str) -> &'a Value {
-    dotted
-        .split('.')
-        .fold(&grid["base"], |v, k| &v[k])
+    dotted.split('.').fold(&grid["base"], |v, k| &v[k])
 }
 
 /// Set `base.<dotted>` (creating mappings on the way).
@@ -47,7 +45,9 @@ fn set_base(grid: &mut Value, dotted: &str, v: Value) {
 }
 
 fn variants(grid: &Value) -> Vec<Variant> {
-    let lr = base_value(grid, "optim.lr").as_f64().expect("base.optim.lr");
+    let lr = base_value(grid, "optim.lr")
+        .as_f64()
+        .expect("base.optim.lr");
     let seeds: Vec<i64> = grid["seeds"]
         .as_sequence()
         .unwrap()
@@ -117,7 +117,11 @@ fn run_variant(dir: &Path, grid: &Value, v: &Variant, baseline: &Path) -> (PathB
     let gdir = vdir.join("out").join(name);
     // A mutant may diverge (exit 1 with every run finished); only bad input is an error here.
     assert_ne!(out.status.code(), Some(2), "{}: {}", v.name, text(&out));
-    eprintln!("[gate mutants] {}: trained in {:.0} s", v.name, t.elapsed().as_secs_f64());
+    eprintln!(
+        "[gate mutants] {}: trained in {:.0} s",
+        v.name,
+        t.elapsed().as_secs_f64()
+    );
     let out = harness()
         .arg("gate")
         .arg(&gdir)
@@ -127,7 +131,11 @@ fn run_variant(dir: &Path, grid: &Value, v: &Variant, baseline: &Path) -> (PathB
         .unwrap();
     let code = out.status.code();
     assert!(matches!(code, Some(0 | 1)), "{}: {}", v.name, text(&out));
-    eprintln!("[gate mutants] {}:\n{}", v.name, String::from_utf8_lossy(&out.stdout));
+    eprintln!(
+        "[gate mutants] {}:\n{}",
+        v.name,
+        String::from_utf8_lossy(&out.stdout)
+    );
     (gdir, code == Some(0))
 }
 
@@ -203,14 +211,22 @@ fn gate_fails_every_mutant_of_the_smoke_grid_and_passes_a_rerun() {
     )
     .unwrap();
     let n_seeds = grid["seeds"].as_sequence().map_or(0, |s| s.len());
-    assert!(n_seeds >= 4, "the smoke grid needs ≥ 4 seeds, has {n_seeds}");
+    assert!(
+        n_seeds >= 4,
+        "the smoke grid needs ≥ 4 seeds, has {n_seeds}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut problems = Vec::new();
     for v in variants(&grid) {
         let (gdir, passed) = run_variant(dir.path(), &grid, &v, &baseline);
         let g = GridResults::load(&gdir).unwrap();
         let r = evaluate(&g, &b);
-        assert_eq!(passed, r.passed(), "{}: the CLI and the library disagree", v.name);
+        assert_eq!(
+            passed,
+            r.passed(),
+            "{}: the CLI and the library disagree",
+            v.name
+        );
         if v.set.is_empty() {
             assert_paired_by_seed(&g);
             if !passed {

@@ -374,7 +374,12 @@ fn interior(
     pts: &[String],
     metric: &str,
 ) -> (Vec<Comparison>, Option<String>, Verdict) {
-    let mean = |l: &String| cx.g.point(l).expect("labels checked").stats(metric, cx.stat).mean;
+    let mean = |l: &String| {
+        cx.g.point(l)
+            .expect("labels checked")
+            .stats(metric, cx.stat)
+            .mean
+    };
     let last = pts.len() - 1;
     let best = (1..last)
         .filter_map(|i| Some((i, mean(&pts[i])?)))

@@ -168,14 +168,20 @@ fn interior_max_pairs_the_best_interior_point_with_both_ends() {
     let lo: Vec<(i64, f64)> = A.iter().map(|&(s, v)| (s, v - 0.1)).collect();
     let mid = b();
     let g = grid(&[("c1", &lo), ("c2", &mid), ("c3", &A)]);
-    let ch = check(&g, "claims:\n  - claim: interior\n    interior_max: [c1, c2, c3]\n");
+    let ch = check(
+        &g,
+        "claims:\n  - claim: interior\n    interior_max: [c1, c2, c3]\n",
+    );
     let texts: Vec<String> = ch[0].comparisons.iter().map(|c| c.text()).collect();
     assert_eq!(texts, ["`c2` − `c1`", "`c2` − `c3`"]);
     assert_eq!(ch[0].verdict, Verdict::Holds);
     assert!(ch[0].note.as_deref().unwrap().contains("`c2`"));
     // An end is better: the weaker comparison decides.
     let g = grid(&[("c1", &lo), ("c2", &A), ("c3", &mid)]);
-    let ch = check(&g, "claims:\n  - claim: interior\n    interior_max: [c1, c2, c3]\n");
+    let ch = check(
+        &g,
+        "claims:\n  - claim: interior\n    interior_max: [c1, c2, c3]\n",
+    );
     assert_eq!(ch[0].verdict, Verdict::DoesNotHold);
 }
 
@@ -209,7 +215,11 @@ fn claim_files_are_checked_on_read() {
     assert_eq!((c.alpha, c.power, c.stat), (0.05, 0.8, ClaimStat::Lastk));
     assert_eq!(c.claims[0].labels(), ["a", "b"]);
     // A quoted number is a label; a bare one is a number.
-    std::fs::write(&p, "metric: m\nclaims:\n  - claim: x\n    less: [\"1\", 2]\n").unwrap();
+    std::fs::write(
+        &p,
+        "metric: m\nclaims:\n  - claim: x\n    less: [\"1\", 2]\n",
+    )
+    .unwrap();
     let c = Claims::read(&p).unwrap();
     assert_eq!(
         c.claims[0].less,

@@ -163,9 +163,10 @@ impl Baseline {
             }
             let n_seeds = match seeds.map(|c| (c, cells[c].as_str())) {
                 None | Some((_, "")) => None,
-                Some((c, s)) => Some(s.parse::<usize>().map_err(|_| {
-                    csv.cell_error(line, c, format!("not a seed count: `{s}`"))
-                })?),
+                Some((c, s)) => Some(
+                    s.parse::<usize>()
+                        .map_err(|_| csv.cell_error(line, c, format!("not a seed count: `{s}`")))?,
+                ),
             };
             rows.push(BaselineRow {
                 point: cells[point].clone(),
@@ -469,7 +470,13 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
 /// [`default_checks`] with window `last_k` (for the metrics the point logs).
 fn point_checks(p: &Point, old: Option<&Baseline>, last_k: usize) -> Vec<BaselineRow> {
     let kept: Vec<BaselineRow> = old
-        .map(|b| b.rows.iter().filter(|r| r.point == p.label).cloned().collect())
+        .map(|b| {
+            b.rows
+                .iter()
+                .filter(|r| r.point == p.label)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     if !kept.is_empty() {
         return kept;

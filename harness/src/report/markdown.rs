@@ -1,10 +1,10 @@
 //! `report.md`: GitHub-flavoured Markdown.
 use super::claims::{Checked, Claims, Comparison, Verdict};
-use crate::table::stats::MeanTest;
 use super::paper::PaperTable;
 use super::plots::Figure;
 use super::{fmt_num, fmt_signed, fmt_stats, GridResults, ReportOptions, Stat};
 use crate::rundir::RunState;
+use crate::table::stats::MeanTest;
 use std::fmt::Write;
 
 /// Table columns: `(metric, heading, statistic)`; a column is shown when some run logs its metric.

@@ -67,7 +67,11 @@ impl Point {
     }
     /// Statistics over the finished seeds of one per-seed value of `metric`.
     pub fn stats(&self, metric: &str, stat: Stat) -> SeedStats {
-        let xs: Vec<f64> = self.per_seed(metric, stat).iter().map(|(_, x)| *x).collect();
+        let xs: Vec<f64> = self
+            .per_seed(metric, stat)
+            .iter()
+            .map(|(_, x)| *x)
+            .collect();
         seed_stats(&xs)
     }
     /// `(seed, value)` of one per-seed value of `metric`, for the finished seeds with a finite

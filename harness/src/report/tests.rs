@@ -487,7 +487,10 @@ fn tolerances_from_seed_noise() {
     assert!((r.value - (0.04 + 0.35)).abs() < 1e-12);
     assert!((r.sigma.unwrap() - sigma).abs() < 1e-12);
     assert!((r.abs_tol.unwrap() - 3.0 * sigma).abs() < 1e-12);
-    assert_eq!((r.rel_tol, r.seeds, r.last_k), (Some(0.02), Some(5), Some(3)));
+    assert_eq!(
+        (r.rel_tol, r.seeds, r.last_k),
+        (Some(0.02), Some(5), Some(3))
+    );
     assert_eq!(r.direction, Direction::Higher);
     // The discrepancy does not vary with the seed: σ = 0, and the floor keeps a tolerance.
     let d = row("grpo", "rollout_corr/abs_prob_diff");
@@ -510,13 +513,21 @@ fn tolerances_from_seed_noise() {
         .filter(|c| c.verdict == Verdict::Regression)
         .map(|c| (c.point.as_str(), c.metric.as_str()))
         .collect();
-    assert!(failed.contains(&("grpo", "critic/score/mean")), "{failed:?}");
+    assert!(
+        failed.contains(&("grpo", "critic/score/mean")),
+        "{failed:?}"
+    );
 
     // An existing baseline's checks (metric, window, direction) are kept; only the values and
     // tolerances are new.
     let old = Baseline::parse(baseline_text(), Path::new("b.csv")).unwrap();
     let up = from_seeds(&g, Some(&old), Path::new("b.csv"), 5, 2.0, 0.0).unwrap();
-    let grpo: Vec<_> = up.baseline.rows.iter().filter(|r| r.point == "grpo").collect();
+    let grpo: Vec<_> = up
+        .baseline
+        .rows
+        .iter()
+        .filter(|r| r.point == "grpo")
+        .collect();
     assert_eq!(grpo.len(), 2);
     assert_eq!((grpo[0].last_k, grpo[0].rel_tol), (Some(3), Some(0.0)));
     assert!((grpo[0].abs_tol.unwrap() - 2.0 * sigma).abs() < 1e-12);

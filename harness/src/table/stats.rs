@@ -143,8 +143,8 @@ fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
     if x >= 1.0 {
         return 1.0;
     }
-    let front = (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln())
-        .exp();
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
     if x < (a + 1.0) / (a + b + 2.0) {
         front * beta_fraction(a, b, x) / a
     } else {
@@ -273,7 +273,10 @@ mod tests {
             (0.9, 2.5, 1.730250929),
         ] {
             let got = t_quantile(p, df);
-            assert!((got - want).abs() < 1e-8, "t({p}, {df}) = {got}, not {want}");
+            assert!(
+                (got - want).abs() < 1e-8,
+                "t({p}, {df}) = {got}, not {want}"
+            );
             assert!((t_quantile(1.0 - p, df) + want).abs() < 1e-8);
         }
         assert!((t_quantile(0.5, 4.0)).abs() < 1e-12);

@@ -4,6 +4,7 @@ mod checkpoint;
 mod config;
 mod error_texts;
 mod export_files;
+mod gate_mutants;
 mod gpu_bench;
 mod grid;
 mod hub;

@@ -29,12 +29,13 @@ const ALGORITHMS: [&str; 6] = [
 
 /// `fast_config` with the engine's logits noised (μ ≠ π_old) and top-K log-probs reported.
 fn config(algorithm: &str, steps: usize) -> RunConfig {
-    fast_config(algorithm, steps)
+    fast_config("{ name: grpo }", steps)
         .edit(|c| {
             c.rollout.engine.logit_noise = 0.3;
             if algorithm.contains("topk") {
                 c.rollout.engine.topk_logprobs = 4;
             }
+            c.algorithm = serde_yaml::from_str(algorithm).unwrap();
         })
         .unwrap()
 }

@@ -194,9 +194,8 @@ impl Batch {
                 let ext = &extents[run.clone()];
                 let p = ext.iter().map(|e| e.0).max().unwrap_or(0).max(1) as i64;
                 let r = ext.iter().map(|e| e.1).max().unwrap_or(0).max(1) as i64;
-                let rows = |t: &Tensor| {
-                    trim_right(&t.narrow(0, run.start as i64, run.len() as i64), r)
-                };
+                let rows =
+                    |t: &Tensor| trim_right(&t.narrow(0, run.start as i64, run.len() as i64), r);
                 let opt = |t: &Option<Tensor>| t.as_ref().map(rows);
                 Batch {
                     rows: self.rows.trimmed(run, p, r),
@@ -229,7 +228,10 @@ mod tests {
         assert_eq!(plan_micro_batches(&ext, 14), vec![0..2, 2..4, 4..5]);
         // One run when everything fits; one row per run at the smallest budget.
         assert_eq!(plan_micro_batches(&ext, 1000), vec![0..5]);
-        assert_eq!(plan_micro_batches(&ext, 1), vec![0..1, 1..2, 2..3, 3..4, 4..5]);
+        assert_eq!(
+            plan_micro_batches(&ext, 1),
+            vec![0..1, 1..2, 2..3, 3..4, 4..5]
+        );
         // A row longer than the budget is a run of its own; its neighbours still pack.
         let ext = [(1, 1), (1, 1), (5, 5), (1, 1), (1, 1)];
         assert_eq!(plan_micro_batches(&ext, 4), vec![0..2, 2..3, 3..5]);
@@ -277,9 +279,18 @@ mod tests {
         };
         assert_eq!(rows.extents(), vec![(2, 2), (1, 1), (3, 3)]);
         let t = rows.trimmed(&(0..2), 2, 2);
-        assert_eq!(t.prompt_ids, Tensor::from_slice(&[5i64, 6, 0, 7]).view([2, 2]));
-        assert_eq!(t.prompt_mask, Tensor::from_slice(&[1i64, 1, 0, 1]).view([2, 2]));
-        assert_eq!(t.response_ids, Tensor::from_slice(&[1i64, 2, 3, 0]).view([2, 2]));
+        assert_eq!(
+            t.prompt_ids,
+            Tensor::from_slice(&[5i64, 6, 0, 7]).view([2, 2])
+        );
+        assert_eq!(
+            t.prompt_mask,
+            Tensor::from_slice(&[1i64, 1, 0, 1]).view([2, 2])
+        );
+        assert_eq!(
+            t.response_ids,
+            Tensor::from_slice(&[1i64, 2, 3, 0]).view([2, 2])
+        );
         assert_eq!(t.mask.size(), [2, 2]);
     }
 }

@@ -43,7 +43,11 @@ fn config(algorithm: &str, steps: usize) -> RunConfig {
 /// With `mode` spliced into the algorithm's YAML.
 fn with_mode(algorithm: &str, mode: LossAggMode) -> String {
     let mode = serde_json::to_value(mode).unwrap();
-    format!("{{ loss_agg_mode: {}, {}", mode.as_str().unwrap(), &algorithm[1..])
+    format!(
+        "{{ loss_agg_mode: {}, {}",
+        mode.as_str().unwrap(),
+        &algorithm[1..]
+    )
 }
 
 /// The policy's (and the critic's) gradients, copied.
@@ -100,9 +104,14 @@ fn micro_batched_gradients_equal_the_unsplit_mini_batch() {
             t.algo = build_algorithm(&mode_cfg.algorithm);
             t.algo.begin_step(&stats);
             if alg.contains("seq-mis") {
-                let kept = t.algo.agg_totals(&mb.old_logp, &mb.rollout_logp, &mb.rows.mask);
+                let kept = t
+                    .algo
+                    .agg_totals(&mb.old_logp, &mb.rollout_logp, &mb.rows.mask);
                 let tokens = mb.rows.mask.sum(Kind::Double).double_value(&[]);
-                assert!(kept.tokens < tokens && kept.tokens > 0.0, "{alg}: some rejected");
+                assert!(
+                    kept.tokens < tokens && kept.tokens > 0.0,
+                    "{alg}: some rejected"
+                );
             }
             zero_grad(&mut t);
             let whole = t.forward_backward(&mb, None, false);
@@ -113,7 +122,11 @@ fn micro_batched_gradients_equal_the_unsplit_mini_batch() {
                 let split = t.forward_backward_micro(&mb, budget, false);
                 let what = format!("{alg} {mode:?} budget {budget}");
                 let passes = if budget == 1 { 16..=16 } else { 2..=8 };
-                assert!(passes.contains(&split.passes), "{what}: {} passes", split.passes);
+                assert!(
+                    passes.contains(&split.passes),
+                    "{what}: {} passes",
+                    split.passes
+                );
                 let d = max_diff(&g_whole, &grads(&t));
                 assert!(d <= TOL, "{what}: gradient differs by {d}");
                 assert!((whole.loss - split.loss).abs() <= TOL, "{what}: loss");
@@ -121,7 +134,10 @@ fn micro_batched_gradients_equal_the_unsplit_mini_batch() {
                 assert_eq!(keys(&whole.metrics), keys(&split.metrics), "{what}");
                 for (k, v) in &whole.metrics {
                     let s = split.metrics[k];
-                    assert!((v - s).abs() <= TOL * (1.0 + v.abs()), "{what}: {k} {v} vs {s}");
+                    assert!(
+                        (v - s).abs() <= TOL * (1.0 + v.abs()),
+                        "{what}: {k} {v} vs {s}"
+                    );
                 }
             }
         }
@@ -180,7 +196,10 @@ fn micro_batched_run_has_the_unsplit_runs_metrics() {
                 let (x, y) = (va.as_f64(), rb[k].as_f64());
                 match (x, y) {
                     (Some(x), Some(y)) => {
-                        assert!((x - y).abs() <= TOL * (1.0 + x.abs()), "{alg} {k}: {x} vs {y}")
+                        assert!(
+                            (x - y).abs() <= TOL * (1.0 + x.abs()),
+                            "{alg} {k}: {x} vs {y}"
+                        )
                     }
                     _ => assert_eq!(va, &rb[k], "{alg} {k}"),
                 }

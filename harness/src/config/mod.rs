@@ -487,9 +487,12 @@ pub struct TrainConfig {
     pub min_entropy: f64,
     /// Fault injection for testing the divergence guard: make the loss NaN at this step.
     pub fault_nan_at_step: Option<usize>,
-    /// Token budget of one forward/backward pass (rows × padded length): a mini-batch larger
-    /// than this runs as several passes whose gradients accumulate before its one AdamW step.
-    /// Unset: one pass per mini-batch.
+    /// Token budget of one forward/backward pass: a mini-batch runs as micro-batches (runs of
+    /// consecutive rows) of at most this many tokens, counted as rows × the micro-batch's padded
+    /// length (its longest prompt plus its longest response); their gradients accumulate before
+    /// the mini-batch's one clip and AdamW step, and the loss is the unsplit mini-batch's. A
+    /// single row longer than the budget is a micro-batch of its own. Unset: one pass per
+    /// mini-batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub micro_batch_tokens: Option<usize>,
 }

@@ -53,6 +53,8 @@ mod tests_checkpoint;
 #[cfg(test)]
 mod tests_gpu_path;
 #[cfg(test)]
+mod tests_micro;
+#[cfg(test)]
 mod tests_paths;
 #[cfg(test)]
 mod tests_stages;

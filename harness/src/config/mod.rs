@@ -508,6 +508,27 @@ pub struct EvalConfig {
     /// Samples per prompt for avg@k / pass@k.
     pub k: usize,
     pub temperature: f64,
+    /// Which copy of the policy samples the evaluation: `inference` (the engine, with its
+    /// precision, quantisation and logit noise: the policy as deployed; the default, and the
+    /// behaviour before the key existed) or `trainer` (the trainer's own weights, as trained).
+    /// Not serialised at its default, so run ids of existing grids stay.
+    #[serde(skip_serializing_if = "EvalEngine::is_default")]
+    pub engine: EvalEngine,
+}
+
+/// `eval.engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalEngine {
+    #[default]
+    Inference,
+    Trainer,
+}
+
+impl EvalEngine {
+    pub fn is_default(&self) -> bool {
+        *self == EvalEngine::default()
+    }
 }
 
 impl Default for EvalConfig {
@@ -517,6 +538,7 @@ impl Default for EvalConfig {
             prompts: 64,
             k: 1,
             temperature: 0.0,
+            engine: EvalEngine::Inference,
         }
     }
 }

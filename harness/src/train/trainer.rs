@@ -8,7 +8,7 @@ use super::guard::Guard;
 use super::reference::Reference;
 use super::sft;
 use super::step::{repeat_prompts, rewards};
-use crate::config::RunConfig;
+use crate::config::{EvalEngine, RunConfig};
 use crate::objective::{build_algorithm, Algorithm, Metrics};
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::{Engine, SamplingParams};
@@ -189,7 +189,8 @@ impl<'a> Trainer<'a> {
 
     // ---- evaluation ----
 
-    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed).
+    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed) or,
+    /// with `eval.engine: trainer`, by the trainer's own weights.
     pub fn evaluate(&self, step: usize) -> Metrics {
         tch::manual_seed(step_seed(self.seed, step, 2));
         let e = &self.cfg.eval;
@@ -198,10 +199,14 @@ impl<'a> Trainer<'a> {
             if problems.is_empty() {
                 continue;
             }
-            let ro = self.engine.generate(
-                &repeat_prompts(&problems, e.k),
-                &self.sampling(e.temperature),
-            );
+            let prompts = repeat_prompts(&problems, e.k);
+            let params = self.sampling(e.temperature);
+            let ro = match e.engine {
+                EvalEngine::Inference => self.engine.generate(&prompts, &params),
+                EvalEngine::Trainer => {
+                    crate::rollout::generate(&self.actor.model, &prompts, &params)
+                }
+            };
             let r = rewards(self.task.as_ref(), &problems, &ro.response_ids, e.k);
             let correct: Vec<Vec<bool>> = r
                 .chunks(e.k)

@@ -533,6 +533,27 @@ pub struct EvalConfig {
     pub max_new_tokens: Option<usize>,
     /// Sequences generated at once; unset = `rollout.prompts_per_step × rollout.group_size`.
     pub batch_size: Option<usize>,
+    /// Which copy of the policy samples the evaluation: `inference` (the engine, with its
+    /// precision, quantisation and logit noise: the policy as deployed; the default, and the
+    /// behaviour before the key existed) or `trainer` (the trainer's own weights, as trained).
+    /// Not serialised at its default, so run ids of existing grids stay.
+    #[serde(skip_serializing_if = "EvalEngine::is_default")]
+    pub engine: EvalEngine,
+}
+
+/// `eval.engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalEngine {
+    #[default]
+    Inference,
+    Trainer,
+}
+
+impl EvalEngine {
+    pub fn is_default(&self) -> bool {
+        *self == EvalEngine::default()
+    }
 }
 
 impl Default for EvalConfig {
@@ -547,6 +568,7 @@ impl Default for EvalConfig {
             top_k: 0,
             max_new_tokens: None,
             batch_size: None,
+            engine: EvalEngine::Inference,
         }
     }
 }

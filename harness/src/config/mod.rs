@@ -17,6 +17,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::path::Path;
 
+pub mod backend;
 pub mod external;
 pub mod inputs;
 pub mod source;
@@ -25,6 +26,7 @@ pub mod validate;
 
 pub use crate::model::lora::LoraConfig;
 pub use crate::model::MoeImpl;
+pub use backend::{BackendConfig, RolloutEngine, VerlBackend};
 pub use source::{KeyPath, Seg};
 
 /// One problem of a config: where (key path) and what.
@@ -98,6 +100,9 @@ pub struct RawRunConfig {
     pub eval: EvalConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Which trainer runs it (`harness` by default; `verl`: see `crate::backend::verl`).
+    #[serde(default, skip_serializing_if = "BackendConfig::is_harness")]
+    pub backend: BackendConfig,
 }
 
 impl RawRunConfig {
@@ -122,6 +127,8 @@ pub struct RunSettings {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub checkpoint: CheckpointConfig,
+    #[serde(skip_serializing_if = "BackendConfig::is_harness")]
+    pub backend: BackendConfig,
 }
 
 /// One run's full, checked configuration. Serialises as the YAML it was read from (with defaults
@@ -160,6 +167,7 @@ impl RunConfig {
                 train: raw.train,
                 eval: raw.eval,
                 checkpoint: raw.checkpoint,
+                backend: raw.backend,
             },
         }
     }
@@ -176,6 +184,7 @@ impl RunConfig {
             train: s.train,
             eval: s.eval,
             checkpoint: s.checkpoint,
+            backend: s.backend,
         }
     }
 

@@ -18,6 +18,9 @@ def read_rows(path):
 def to_verl(rows, data_source, split):
     out = []
     for i, r in enumerate(rows):
+        if "reward_model" in r and "prompt" in r:  # already verl's layout (DAPO-Math-17K's Parquet)
+            out.append({**r, "data_source": r.get("data_source") or data_source})
+            continue
         if "prompt" not in r or "answer" not in r:
             raise ValueError(f"row {i}: needs `prompt` and `answer`, has {sorted(r)}")
         prompt = r["prompt"]

@@ -389,6 +389,11 @@ fn generate(cfg: &RawRunConfig, v: &VerlBackend, place: &RunPlace) -> (Launch, V
     push(&mut o, "data.max_prompt_length", v.max_prompt_length);
     push(&mut o, "data.max_response_length", r.max_new_tokens);
     push(&mut o, "data.seed", place.seed);
+    push(
+        &mut o,
+        "+data.apply_chat_template_kwargs.enable_thinking",
+        cfg.task.enable_thinking,
+    );
     // Model and trainer.
     let a = "actor_rollout_ref";
     push(&mut o, &format!("{a}.model.path"), &cfg.model.name);

@@ -12,6 +12,7 @@ mod lora_targets;
 mod model;
 mod objective;
 mod output_dirs;
+mod plan_1gpu;
 mod report;
 mod report_files;
 mod run_dir;

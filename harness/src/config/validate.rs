@@ -69,6 +69,7 @@ pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
     optim(&mut e, cfg);
     train(&mut e, cfg);
     eval(&mut e, cfg);
+    e.0.extend(crate::backend::verl::check(cfg));
     e.0
 }
 
@@ -310,11 +311,11 @@ fn train(e: &mut Errs, cfg: &RawRunConfig) {
     }
 }
 
+/// The eval protocol and the task's own keys, checked where they are defined.
 fn eval(e: &mut Errs, cfg: &RawRunConfig) {
-    let ev = &cfg.eval;
-    e.at_least("eval.prompts", ev.prompts, 1);
-    e.at_least("eval.k", ev.k, 1);
-    e.non_negative("eval.temperature", ev.temperature);
+    for (path, msg) in crate::task::eval::check_config(cfg) {
+        e.check(false, &path, || msg);
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //!   per expert on MoE layers). PPO adds a value model (the trunk + a scalar head); a KL penalty
 //!   adds a frozen reference copy.
 //! - **Memory** by component and phase: [`memory`] (weights, gradients, AdamW, the engine's copy
-//!   and snapshots, the KV cache of one rollout wave, one micro-batch's activations and logits).
+//!   and snapshots, the KV cache of one rollout wave or of one evaluation call — with
+//!   `eval.max_new_tokens` and `eval.batch_size` — whichever is larger, one micro-batch's
+//!   activations and logits).
 //! - **FLOPs** per step, with `N` active parameters and `T = prompts_per_step · group_size · s`
 //!   tokens (`s` = prompt + `max_new_tokens`): rollout `2·N·T`, π_old recompute `2·N·T`, reference
 //!   `2·N·T` (KL), training `6·N·T·ppo_epochs` (`4·N·T` with LoRA: no weight gradients of the
@@ -173,6 +175,12 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let seqs = (cfg.rollout.prompts_per_step * cfg.rollout.group_size) as u64;
     // Checked: mini_batches ≥ 1 divides the batch.
     let mini_rows = seqs / cfg.train.mini_batches as u64;
+    let eval_len = prompt_len + crate::task::eval::max_new_tokens(cfg) as u64;
+    let eval_batch = crate::task::eval::eval_workload(cfg)
+        .iter()
+        .map(|(_, _, k)| crate::task::eval::sequences_per_call(cfg, *k) as u64)
+        .max()
+        .unwrap_or(0);
     let sizes = Sizes {
         total,
         trainable,
@@ -187,6 +195,7 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
             .rollout
             .max_num_seqs
             .map_or(seqs, |w| (w as u64).min(seqs)),
+        eval_kv_tokens: eval_len * eval_batch,
         largest_trainable: memory::largest_trainable(
             &m,
             lora.map(|l| (l.rank as u64, l.targets.as_slice())),
@@ -216,7 +225,11 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         None => 1,
         Some(q) => q + 1 + usize::from(!steps.is_multiple_of(cfg.eval.every)),
     };
-    let eval_tokens = (evals * cfg.eval.prompts * cfg.eval.k) as u64 * s;
+    let eval_seqs: usize = crate::task::eval::eval_workload(cfg)
+        .iter()
+        .map(|(_, n, k)| n * k)
+        .sum();
+    let eval_tokens = (evals * eval_seqs) as u64 * eval_len;
     let flops_eval = 2.0 * n * eval_tokens as f64;
     Ok(RunPlan {
         id: run.id.clone(),

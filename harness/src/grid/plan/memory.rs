@@ -55,7 +55,7 @@ pub struct Memory {
     pub engine: u64,
     /// Staleness snapshots: adapters only when the engine shares the base, else full copies.
     pub snapshots: u64,
-    /// KV cache of one rollout wave.
+    /// KV cache of one rollout wave (or of one evaluation call, when larger).
     pub kv_cache: u64,
     /// The prefill's logits over one wave's distinct prompts.
     pub prefill_logits: u64,
@@ -94,6 +94,8 @@ pub struct Sizes {
     pub micro_rows: u64,
     /// Sequences the engine decodes at once.
     pub wave: u64,
+    /// Tokens an evaluation call keeps in the KV cache (its batch × prompt + eval length).
+    pub eval_kv_tokens: u64,
     /// Elements of the largest trainable tensor.
     pub largest_trainable: u64,
 }
@@ -220,7 +222,8 @@ pub fn estimate(cfg: &RunConfig, m: &Qwen3Config, z: &Sizes) -> Memory {
     let r = cfg.rollout.max_new_tokens as u64;
     let v = m.vocab_size as u64;
     let h = m.hidden_size as u64;
-    let kv_cache = z.wave * s * kv_bytes_per_token(m, engine_compute);
+    // The rollout wave's or an evaluation call's cache, whichever is larger.
+    let kv_cache = (z.wave * s).max(z.eval_kv_tokens) * kv_bytes_per_token(m, engine_compute);
     let prompts_per_wave = z.wave.div_ceil(cfg.rollout.group_size as u64);
     let prefill_logits = prompts_per_wave * z.prompt_len * v * engine_compute;
 

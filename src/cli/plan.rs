@@ -2,12 +2,14 @@
 //! and in total, before launching anything. Estimates are documented in `harness::grid::plan`.
 use super::validate::{load_grid, SetArgs};
 use super::{CliResult, Failure};
+use harness::grid::plan::time::Gpu;
 use harness::grid::plan::{human_bytes, plan, render, PlanOptions};
 use std::path::PathBuf;
 
-/// List a grid's runs (id, label with axis values and seed) with parameter counts, memory
-/// (weights, optimizer, activations at the configured batch and length, rollout KV cache), FLOPs
-/// and token counts. Works before the weights and data are downloaded: the files runs name are not
+/// List a grid's runs (id, label with axis values and seed) with parameter counts, memory by
+/// component (weights, gradients + AdamW, the engine's copy, the KV cache of one rollout wave, one
+/// micro-batch's activations and logits) and the phase that sets the peak, FLOPs, token counts and
+/// an estimated time per step on one GPU (H200 unless --gpu-tflops/--gpu-tbs) at --mfu / --mbu. Works before the weights and data are downloaded: the files runs name are not
 /// checked (`validate` does), and a model directory that is not there yet is sized by the preset
 /// its name ends with.
 #[derive(clap::Args)]
@@ -25,12 +27,32 @@ pub struct Args {
     /// GPU memory in GiB, > 0: exit 1 if a run's estimated peak exceeds it.
     #[arg(long, value_parser = positive_gib)]
     gpu_mem: Option<f64>,
+    /// Model FLOPs utilisation assumed for prefill and training in the time per step (0 < x ≤ 1).
+    #[arg(long, default_value_t = 0.35, value_parser = fraction)]
+    mfu: f64,
+    /// Fraction of the GPU's memory bandwidth decode reaches (0 < x ≤ 1).
+    #[arg(long, default_value_t = 0.5, value_parser = fraction)]
+    mbu: f64,
+    /// Dense bf16 peak of the GPU, TFLOP/s (default: one H200).
+    #[arg(long, default_value_t = 989.0, value_parser = positive_gib)]
+    gpu_tflops: f64,
+    /// Memory bandwidth of the GPU, TB/s (default: one H200).
+    #[arg(long, default_value_t = 4.8, value_parser = positive_gib)]
+    gpu_tbs: f64,
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(_) => Err(format!("`{s}` is not in (0, 1]")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
 }
 
 fn positive_gib(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err(format!("`{s}` is not a positive number of GiB")),
+        Ok(_) => Err(format!("`{s}` is not a positive number")),
         Err(e) => Err(format!("`{s}`: {e}")),
     }
 }
@@ -41,6 +63,17 @@ pub fn run(a: Args) -> CliResult {
         &g,
         &PlanOptions {
             prompt_len: a.prompt_len.map(|n| n as usize),
+            gpu: Gpu {
+                name: if a.gpu_tflops == 989.0 && a.gpu_tbs == 4.8 {
+                    "H200".into()
+                } else {
+                    "GPU".into()
+                },
+                tflops: a.gpu_tflops,
+                tbs: a.gpu_tbs,
+                mfu: a.mfu,
+                mbu: a.mbu,
+            },
         },
     )?;
     if a.json {

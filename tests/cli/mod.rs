@@ -14,6 +14,7 @@ mod math;
 mod model;
 mod objective;
 mod output_dirs;
+mod plan_1gpu;
 mod report;
 mod report_files;
 mod run_dir;

@@ -1,42 +1,42 @@
-//! What a grid costs before it runs: parameters, memory, FLOPs and tokens per run and in total.
+//! What a grid costs before it runs: parameters, memory, FLOPs, tokens and time per run and in
+//! total.
 //!
-//! Estimates (state of the art for planning, not a profiler; attention FLOPs and framework
-//! overheads are left out):
+//! Estimates (for planning, not a profiler):
 //! - **Parameters** from the model's shape ([`Qwen3Config::param_counts`]): total, active per
-//!   token (MoE), trainable (all, or the LoRA adapters `rank · (in + out)` per adapted projection).
-//!   PPO adds a value model (the trunk + a scalar head); a KL penalty adds a frozen reference copy.
-//! - **Weights**: trainer copy at `train.precision` (4 or 2 bytes/param), reference copy likewise,
-//!   and the rollout engine's copy at `rollout.engine.precision` (1 byte with fp8/int8 weight
-//!   quantisation) × (1 + `staleness`) held snapshots.
-//! - **Optimizer**: AdamW moments in fp32 (8 B per trainable param), an fp32 master copy when the
-//!   trainer is not fp32 (+4 B), and gradients at trainer precision (full fine-tuning in bf16:
-//!   2 + 2 + 12 = 16 B/param with the weights).
-//! - **Activations** of one mini-batch, `b = prompts_per_step · group_size / mini_batches`
-//!   sequences of `s = prompt_len + max_new_tokens` tokens, without recomputation (Korthikanti et
-//!   al. 2022): per layer `s·b·h·(34 + 5·a·s/h)` bytes at 16 bits (×2 in fp32), plus the fp32
-//!   logits and their gradient, `2 · 4 · s·b·V`.
-//! - **KV cache** of the rollout (or of evaluation, with `eval.max_new_tokens` and
-//!   `eval.batch_size`, when larger): `2 · L · kv_heads · head_dim · s` values per sequence for all
-//!   `prompts_per_step · group_size` sequences, at engine precision.
-//! - **Peak** = weights + optimizer + max(activations, KV cache) (rollout and training do not
-//!   overlap).
+//!   token (MoE), trainable (all, or the LoRA adapters `rank · (in + out)` per adapted projection,
+//!   per expert on MoE layers). PPO adds a value model (the trunk + a scalar head); a KL penalty
+//!   adds a frozen reference copy.
+//! - **Memory** by component and phase: [`memory`] (weights, gradients, AdamW, the engine's copy
+//!   and snapshots, the KV cache of one rollout wave or of one evaluation call — with
+//!   `eval.max_new_tokens` and `eval.batch_size` — whichever is larger, one micro-batch's
+//!   activations and logits).
 //! - **FLOPs** per step, with `N` active parameters and `T = prompts_per_step · group_size · s`
-//!   tokens: rollout `2·N·T`, π_old recompute `2·N·T`, reference `2·N·T` (KL), training
-//!   `6·N·T·ppo_epochs` (`4·N·T` with LoRA: no weight gradients of the frozen base); PPO's value
-//!   model adds `2·N·T + 6·N·T·ppo_epochs`. Evaluation: `2·N·prompts·k·s` per evaluation.
+//!   tokens (`s` = prompt + `max_new_tokens`): rollout `2·N·T`, π_old recompute `2·N·T`, reference
+//!   `2·N·T` (KL), training `6·N·T·ppo_epochs` (`4·N·T` with LoRA: no weight gradients of the
+//!   frozen base) plus `2·N·T·ppo_epochs` with `train.recompute`; PPO's value model adds
+//!   `2·N·T + 6·N·T·ppo_epochs`. Evaluation: `2·N·prompts·k·s` per evaluation. Attention FLOPs
+//!   are left out here and counted in the time estimate.
+//! - **Time per step** on one GPU at a stated MFU and decode bandwidth: [`time`].
 //! - **Tokens**: `T` per step (responses counted at their maximum length).
+pub mod memory;
+pub mod time;
+
 use super::{Grid, Run};
-use crate::config::{Precision, RunConfig, WeightQuant};
+use crate::config::RunConfig;
 use crate::model::{model_config, Qwen3Config};
 use crate::objective::build_algorithm;
 use crate::Result;
+use memory::{Memory, Sizes};
 use serde::Serialize;
+use time::{Gpu, StepTime};
 
 /// Planning inputs that are not in the config.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Prompt length in tokens; `None` = estimated from the task.
     pub prompt_len: Option<usize>,
+    /// The GPU the time per step is estimated for.
+    pub gpu: Gpu,
 }
 
 /// One run's estimate.
@@ -56,13 +56,15 @@ pub struct RunPlan {
     pub value_model: bool,
     pub ref_model: bool,
     /// Sequences per mini-batch.
+    pub mini_batch: usize,
+    /// Sequences per forward/backward pass (`train.micro_batch_tokens`).
     pub micro_batch: usize,
+    /// Sequences the engine decodes at once (`rollout.max_num_seqs`).
+    pub rollout_wave: usize,
     pub prompt_len: usize,
     pub seq_len: usize,
-    pub mem_weights: u64,
-    pub mem_optimizer: u64,
-    pub mem_activations: u64,
-    pub mem_kv_cache: u64,
+    /// Memory by component; `mem.peak` is the run's estimated peak.
+    pub mem: Memory,
     pub mem_peak: u64,
     pub tokens_per_step: u64,
     pub generated_per_step: u64,
@@ -70,6 +72,8 @@ pub struct RunPlan {
     pub flops_per_step: f64,
     pub flops_eval: f64,
     pub flops_total: f64,
+    /// Estimated seconds per step on `PlanOptions::gpu`.
+    pub time: StepTime,
     pub steps: usize,
 }
 
@@ -82,13 +86,10 @@ pub struct GridPlan {
     pub total_tokens: u64,
     /// The largest per-run peak memory.
     pub peak_mem: u64,
-}
-
-fn bytes(p: Precision) -> u64 {
-    match p {
-        Precision::Fp32 => 4,
-        Precision::Bf16 | Precision::Fp16 => 2,
-    }
+    /// The GPU and utilisation the times assume.
+    pub gpu: Gpu,
+    /// Estimated GPU-hours of the whole grid (one GPU per run).
+    pub gpu_hours: f64,
 }
 
 /// Estimated prompt length of a task (tokens): character-level synthetic prompts are a few
@@ -157,65 +158,66 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let value_model = alg.needs_value_model();
     let ref_model = alg.needs_ref_policy();
     let h = m.hidden_size as u64;
-    let vocab = m.vocab_size as u64;
-    let head = if m.tie_word_embeddings { 0 } else { vocab * h };
-    let value_params = if value_model { total - head + h } else { 0 };
-    let value_trainable = if value_model {
-        if lora.is_some() {
-            trainable + h
-        } else {
-            value_params
-        }
-    } else {
+    let head = if m.tie_word_embeddings {
         0
+    } else {
+        m.vocab_size as u64 * h
     };
-
-    let tb = bytes(cfg.train.precision);
-    let eb = match cfg.rollout.engine.weight_quant {
-        WeightQuant::None => bytes(cfg.rollout.engine.precision),
-        WeightQuant::Fp8E4m3 | WeightQuant::Int8 => 1,
+    let value_params = if value_model { total - head + h } else { 0 };
+    let value_trainable = match (value_model, lora.is_some()) {
+        (false, _) => 0,
+        (true, true) => trainable + h,
+        (true, false) => value_params,
     };
-    let engine_copies = 1 + cfg.rollout.engine.staleness as u64;
-    let mem_weights = (total + value_params + if ref_model { total } else { 0 }) * tb
-        + total * eb * engine_copies;
-    let all_trainable = trainable + value_trainable;
-    let master = if tb == 4 { 0 } else { 4 };
-    let mem_optimizer = all_trainable * (8 + master + tb);
 
     let prompt_len = opts.prompt_len.unwrap_or_else(|| estimate_prompt_len(cfg)) as u64;
     let s = prompt_len + cfg.rollout.max_new_tokens as u64;
     let seqs = (cfg.rollout.prompts_per_step * cfg.rollout.group_size) as u64;
     // Checked: mini_batches ≥ 1 divides the batch.
-    let b = seqs / cfg.train.mini_batches as u64;
-    let layers = m.num_hidden_layers as u64;
-    let a = m.num_attention_heads as u64;
-    let act16 = layers * (s * b * h * 34 + 5 * a * s * s * b);
-    let mut mem_activations = act16 * tb / 2 + 2 * 4 * s * b * vocab;
-    if value_model {
-        mem_activations += act16 * tb / 2;
-    }
-    let kv = (m.num_key_value_heads * m.head_dim) as u64;
-    // The larger of the rollout's and the evaluation's (its own length and batch) KV cache.
+    let mini_rows = seqs / cfg.train.mini_batches as u64;
     let eval_len = prompt_len + crate::task::eval::max_new_tokens(cfg) as u64;
     let eval_batch = crate::task::eval::eval_workload(cfg)
         .iter()
         .map(|(_, _, k)| crate::task::eval::sequences_per_call(cfg, *k) as u64)
         .max()
         .unwrap_or(0);
-    let kv_bytes = 2 * layers * kv * bytes(cfg.rollout.engine.precision);
-    let mem_kv_cache = (kv_bytes * s * seqs).max(kv_bytes * eval_len * eval_batch);
-    let mem_peak = mem_weights + mem_optimizer + mem_activations.max(mem_kv_cache);
+    let sizes = Sizes {
+        total,
+        trainable,
+        value_params,
+        value_trainable,
+        ref_model,
+        prompt_len,
+        seqs,
+        mini_rows,
+        micro_rows: memory::micro_rows(cfg, mini_rows, s),
+        wave: cfg
+            .rollout
+            .max_num_seqs
+            .map_or(seqs, |w| (w as u64).min(seqs)),
+        eval_kv_tokens: eval_len * eval_batch,
+        largest_trainable: memory::largest_trainable(
+            &m,
+            lora.map(|l| (l.rank as u64, l.targets.as_slice())),
+        ),
+    };
+    let mem = memory::estimate(cfg, &m, &sizes);
+    let t = &cfg.train;
+    let fused_old = t.ppo_epochs == 1 && t.mini_batches == 1 && !t.recompute;
+    let time = time::estimate(cfg, &m, &sizes, active, fused_old, &opts.gpu);
 
     let n = active as f64;
-    let t = (seqs * s) as f64;
+    let tok = (seqs * s) as f64;
     let epochs = cfg.train.ppo_epochs as f64;
     let train_mult = if lora.is_some() { 4.0 } else { 6.0 };
-    let mut flops_step = 2.0 * n * t + 2.0 * n * t + train_mult * n * t * epochs;
+    let recompute = if cfg.train.recompute { 2.0 } else { 0.0 };
+    let mut flops_step =
+        2.0 * n * tok + 2.0 * n * tok + (train_mult + recompute) * n * tok * epochs;
     if ref_model {
-        flops_step += 2.0 * n * t;
+        flops_step += 2.0 * n * tok;
     }
     if value_model {
-        flops_step += 2.0 * n * t + train_mult * n * t * epochs;
+        flops_step += 2.0 * n * tok + (train_mult + recompute) * n * tok * epochs;
     }
     let steps = cfg.train.steps;
     // Every `eval.every` steps from step 0, and at the end; only at the end when 0.
@@ -242,23 +244,23 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         model: cfg.model.name.clone(),
         params_total: total,
         params_active: active,
-        params_trainable: all_trainable,
+        params_trainable: trainable + value_trainable,
         value_model,
         ref_model,
-        micro_batch: b as usize,
+        mini_batch: mini_rows as usize,
+        micro_batch: sizes.micro_rows as usize,
+        rollout_wave: sizes.wave as usize,
         prompt_len: prompt_len as usize,
         seq_len: s as usize,
-        mem_weights,
-        mem_optimizer,
-        mem_activations,
-        mem_kv_cache,
-        mem_peak,
+        mem_peak: mem.peak,
+        mem,
         tokens_per_step: seqs * s,
         generated_per_step: seqs * cfg.rollout.max_new_tokens as u64,
         tokens_total: seqs * s * steps as u64 + eval_tokens,
         flops_per_step: flops_step,
         flops_eval,
         flops_total: flops_step * steps as f64 + flops_eval,
+        time,
         steps,
     })
 }
@@ -275,6 +277,11 @@ pub fn plan(grid: &Grid, opts: &PlanOptions) -> Result<GridPlan> {
         total_flops: runs.iter().map(|r| r.flops_total).sum(),
         total_tokens: runs.iter().map(|r| r.tokens_total).sum(),
         peak_mem: runs.iter().map(|r| r.mem_peak).max().unwrap_or(0),
+        gpu: opts.gpu.clone(),
+        gpu_hours: runs
+            .iter()
+            .map(|r| r.time.total * r.steps as f64 / 3600.0)
+            .sum(),
         runs,
     })
 }
@@ -312,43 +319,24 @@ pub fn human_flops(f: f64) -> String {
     format!("{f:.2e}")
 }
 
-/// The plan as a text table.
-pub fn render(p: &GridPlan) -> String {
-    let mut rows = vec![[
-        "id".to_string(),
-        "label".into(),
-        "params".into(),
-        "trainable".into(),
-        "weights".into(),
-        "optim".into(),
-        "activ.".into(),
-        "kv".into(),
-        "peak".into(),
-        "FLOPs/step".into(),
-        "FLOPs/run".into(),
-        "tokens/run".into(),
-    ]];
-    for r in &p.runs {
-        rows.push([
-            r.id.clone(),
-            r.label.clone(),
-            human_count(r.params_total as f64),
-            human_count(r.params_trainable as f64),
-            human_bytes(r.mem_weights),
-            human_bytes(r.mem_optimizer),
-            human_bytes(r.mem_activations),
-            human_bytes(r.mem_kv_cache),
-            human_bytes(r.mem_peak),
-            human_flops(r.flops_per_step),
-            human_flops(r.flops_total),
-            human_count(r.tokens_total as f64),
-        ]);
+/// `95 s`, `41 min`, `3.2 h`.
+pub fn human_secs(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else if secs >= 60.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{secs:.1} s")
     }
+}
+
+/// Rows of cells, left-aligned in the first two columns, right-aligned after.
+fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -364,12 +352,57 @@ pub fn render(p: &GridPlan) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// The plan as a text table.
+pub fn render(p: &GridPlan) -> String {
+    let head = [
+        "id",
+        "label",
+        "params",
+        "trainable",
+        "weights",
+        "grad+opt",
+        "engine",
+        "kv",
+        "activ.",
+        "logits",
+        "peak",
+        "phase",
+        "s/step",
+        "FLOPs/run",
+        "tokens/run",
+    ];
+    let mut rows = vec![head.iter().map(|c| c.to_string()).collect::<Vec<_>>()];
+    for r in &p.runs {
+        let m = &r.mem;
+        rows.push(vec![
+            r.id.clone(),
+            r.label.clone(),
+            human_count(r.params_total as f64),
+            human_count(r.params_trainable as f64),
+            human_bytes(m.weights),
+            human_bytes(m.grads + m.optimizer),
+            human_bytes(m.engine + m.snapshots),
+            human_bytes(m.kv_cache),
+            human_bytes(m.activations),
+            human_bytes(m.logits),
+            human_bytes(r.mem_peak),
+            m.peak_phase.to_string(),
+            format!("{:.0}", r.time.total),
+            human_flops(r.flops_total),
+            human_count(r.tokens_total as f64),
+        ]);
+    }
+    let mut out = table(&rows);
     let peak_run = p.runs.iter().max_by_key(|r| r.mem_peak);
     out.push_str(&format!(
-        "total: {} runs, {} FLOPs, {} tokens; largest peak memory {}{}\n",
+        "total: {} runs, {} FLOPs, {} tokens, ≈ {:.0} GPU-hours; largest peak memory {}{}\n",
         p.runs.len(),
         human_flops(p.total_flops),
         human_count(p.total_tokens as f64),
+        p.gpu_hours,
         human_bytes(p.peak_mem),
         peak_run
             .map(|r| format!(" ({})", r.label))
@@ -377,9 +410,27 @@ pub fn render(p: &GridPlan) -> String {
     ));
     if let Some(r) = p.runs.first() {
         out.push_str(&format!(
-            "assumed: prompt ≈ {} tokens, sequence {} tokens, mini-batch {} sequences \
-             (set --prompt-len to change)\n",
-            r.prompt_len, r.seq_len, r.micro_batch
+            "assumed: prompt ≈ {} tokens (set --prompt-len to change), sequence {} tokens, \
+             mini-batch {} sequences, {} per forward/backward, rollout waves of {}\n",
+            r.prompt_len, r.seq_len, r.mini_batch, r.micro_batch, r.rollout_wave
+        ));
+        let g = &p.gpu;
+        out.push_str(&format!(
+            "time/step on one {} ({:.0} TFLOP/s, {:.1} TB/s; MFU {:.2}, decode at {:.0}% of \
+             bandwidth, every response at max length): {} = prefill {} + decode {} + training {} \
+             (run {}: ≈ {} for {} steps)\n",
+            g.name,
+            g.tflops,
+            g.tbs,
+            g.mfu,
+            g.mbu * 100.0,
+            human_secs(r.time.total),
+            human_secs(r.time.prefill),
+            human_secs(r.time.decode),
+            human_secs(r.time.train),
+            r.id,
+            human_secs(r.time.total * r.steps as f64),
+            r.steps
         ));
     }
     out
@@ -417,16 +468,21 @@ base:
         let r = &p.runs[0];
         let n = r.params_total;
         assert!((8.1e9..8.3e9).contains(&(n as f64)), "{n}");
-        // Trainer bf16 (2) + engine bf16 (2) weights; 2 (grad) + 12 (fp32 master + moments).
-        assert_eq!(r.mem_weights, n * 4);
-        assert_eq!(r.mem_optimizer, n * 14);
+        // fp32 master weights (4), fp32 gradients (4), AdamW moments (8); a bf16 engine copy (2).
+        assert_eq!(r.mem.weights, n * 4);
+        assert_eq!(r.mem.grads, n * 4);
+        assert_eq!(r.mem.optimizer, n * 8);
+        assert_eq!(r.mem.engine, n * 2);
+        assert!(!r.mem.engine_shared);
+        assert_eq!(r.mini_batch, 8);
         assert_eq!(r.micro_batch, 8);
+        assert_eq!(r.rollout_wave, 512);
         assert_eq!(r.seq_len, 256 + 8192);
         assert_eq!(r.tokens_per_step, 512 * (256 + 8192));
         let f = r.flops_per_step;
         let want = 10.0 * r.params_active as f64 * (512.0 * 8448.0);
         assert!((f - want).abs() / want < 1e-12);
-        assert!(r.mem_peak > r.mem_weights + r.mem_optimizer);
+        assert!(r.mem_peak > n * 18);
         assert_eq!(p.total_tokens, r.tokens_total);
     }
 
@@ -442,6 +498,6 @@ base:
         let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
         // 28 layers × 8 × ((1024 + 2048) + (1024 + 1024)).
         assert_eq!(r.params_trainable, 28 * 8 * (3072 + 2048));
-        assert_eq!(r.mem_optimizer, r.params_trainable * 12);
+        assert_eq!(r.mem.optimizer + r.mem.grads, r.params_trainable * 12);
     }
 }

@@ -15,8 +15,23 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every `.rs` file under `dir` that is not a test file.
+/// The modules a file declares test-only: `#[cfg(test)]` then `mod x;`.
+fn test_only_mods(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "#[cfg(test)]" && w[1].starts_with("mod ") && w[1].ends_with(';'))
+        .map(|w| w[1]["mod ".len()..w[1].len() - 1].trim().to_string())
+        .collect()
+}
+
+/// Every `.rs` file under `dir` that is not a test file (named `tests*`, or declared test-only
+/// by its parent's `mod.rs`).
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let test_mods = std::fs::read_to_string(dir.join("mod.rs"))
+        .or_else(|_| std::fs::read_to_string(dir.join("lib.rs")))
+        .map(|t| test_only_mods(&t))
+        .unwrap_or_default();
     let mut out = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -27,7 +42,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         if p.is_dir() {
             out.extend(rust_files(&p));
-        } else if name.ends_with(".rs") && !name.starts_with("tests") {
+        } else if name.ends_with(".rs")
+            && !name.starts_with("tests")
+            && !test_mods.contains(&name.trim_end_matches(".rs").to_string())
+        {
             out.push(p);
         }
     }

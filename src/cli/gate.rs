@@ -1,7 +1,7 @@
 //! `harness gate DIR/<grid> --baseline FILE`: the stability regression gate.
 use super::{CliResult, Failure};
 use anyhow::Context;
-use harness::report::gate::{evaluate, update, Baseline};
+use harness::report::gate::{evaluate, from_seeds, update, Baseline, DEFAULT_FLOOR};
 use harness::report::GridResults;
 use std::path::PathBuf;
 
@@ -11,6 +11,8 @@ use std::path::PathBuf;
 /// delta / verdict). Exit 0: pass, 1: regression, 2: bad input. `--update` rewrites the baseline
 /// from this run instead (keeping its tolerances): the deliberate way to accept a change; it
 /// refuses to drop the rows of baseline points this grid lacks unless `--force`.
+/// `--update --from-seeds K` also derives every tolerance from this run's seed noise: K times the
+/// standard deviation over seeds (≥ 4 finished seeds per point), at least `--floor` of the value.
 #[derive(clap::Args)]
 pub struct Args {
     /// A grid's output directory (`DIR/<grid>`, holding `grid.yaml` and `runs/`).
@@ -24,6 +26,14 @@ pub struct Args {
     /// With --update: also drop the rows of baseline points this grid does not have.
     #[arg(long, requires = "update")]
     force: bool,
+    /// With --update: derive each tolerance from this run's seed noise, K·σ (σ: the standard
+    /// deviation over seeds of the per-seed value; every point needs ≥ 4 finished seeds).
+    #[arg(long, value_name = "K", requires = "update", value_parser = positive)]
+    from_seeds: Option<f64>,
+    /// With --from-seeds: the smallest tolerance, as a fraction of the value (so that σ = 0
+    /// cannot make a check impossible).
+    #[arg(long, value_name = "FRACTION", requires = "from_seeds", value_parser = non_negative)]
+    floor: Option<f64>,
     /// Window of new checks written by --update (existing rows keep theirs; default 5).
     #[arg(long, requires = "update", value_parser = clap::value_parser!(u64).range(1..))]
     last_k: Option<u64>,
@@ -67,7 +77,17 @@ fn update_baseline(g: &GridResults, a: &Args) -> CliResult {
         None
     };
     let last_k = a.last_k.unwrap_or(5) as usize;
-    let up = update(g, old.as_ref(), &a.baseline, last_k);
+    let up = match a.from_seeds {
+        Some(k) => from_seeds(
+            g,
+            old.as_ref(),
+            &a.baseline,
+            last_k,
+            k,
+            a.floor.unwrap_or(DEFAULT_FLOOR),
+        )?,
+        None => update(g, old.as_ref(), &a.baseline, last_k),
+    };
     if !up.dropped.is_empty() && !a.force {
         return Err(Failure::bad_input(anyhow::anyhow!(
             "{} has rows for grid point(s) that {} does not have: {}; nothing written (run the \
@@ -89,11 +109,32 @@ fn update_baseline(g: &GridResults, a: &Args) -> CliResult {
     if !up.dropped.is_empty() {
         eprintln!("dropped the rows of: {}", up.dropped.join(", "));
     }
+    let how = match a.from_seeds {
+        Some(k) => format!(
+            ", tolerances {k}·σ over seeds (at least {} of the value)",
+            a.floor.unwrap_or(DEFAULT_FLOOR)
+        ),
+        None => String::new(),
+    };
     println!(
-        "wrote {}: {} check(s) over {} grid point(s)",
+        "wrote {}: {} check(s) over {} grid point(s){how}",
         a.baseline.display(),
         b.rows.len(),
         g.points.len()
     );
     Ok(())
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
+        _ => Err(format!("`{s}` is not a number ≥ 0")),
+    }
 }

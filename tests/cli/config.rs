@@ -143,7 +143,7 @@ fn set_is_carried_to_the_runs_and_recorded() {
         .collect();
     assert_eq!(runs.len(), 1);
     let cfg = harness::config::load_run_config(&runs[0].join("config.yaml")).unwrap();
-    assert_eq!((cfg.train.steps, cfg.eval.prompts), (1, 2));
+    assert_eq!((cfg.train.steps, cfg.eval.prompts), (1, Some(2)));
     let status = std::fs::read_to_string(runs[0].join("status.json")).unwrap();
     assert!(status.contains("\"done\""), "{status}");
 }

@@ -299,6 +299,15 @@ pub struct TaskConfig {
     /// Supervised warm-start before RL.
     #[serde(default)]
     pub sft: Option<SftConfig>,
+    /// Math task: Qwen3 thinking mode (the chat template's `enable_thinking`); off renders an
+    /// empty `<think></think>` block after the generation prompt.
+    #[serde(default)]
+    pub enable_thinking: bool,
+    /// Math task: instruction appended to problem texts that carry none (default: reason step
+    /// by step, final answer in `\boxed{}`; `""`: nothing). Chat-message prompts (DAPO-Math-17K)
+    /// keep their own.
+    #[serde(default)]
+    pub instruction: Option<String>,
 }
 
 impl Default for TaskConfig {
@@ -309,6 +318,8 @@ impl Default for TaskConfig {
             train_file: None,
             eval_files: Default::default(),
             sft: None,
+            enable_thinking: false,
+            instruction: None,
         }
     }
 }
@@ -504,19 +515,35 @@ impl Default for TrainConfig {
 pub struct EvalConfig {
     /// Evaluate every N steps (and at the end); 0 = only at the end.
     pub every: usize,
-    pub prompts: usize,
-    /// Samples per prompt for avg@k / pass@k.
+    /// At most this many problems of each eval set (its first ones); unset = every problem of
+    /// a file-based set, 64 generated problems for a synthetic task.
+    pub prompts: Option<usize>,
+    /// Samples per prompt for avg@k / pass@k, for sets without their own `k_per_set`.
     pub k: usize,
+    /// Samples per prompt by eval set name (`{aime24: 32}`), overriding `k`.
+    pub k_per_set: std::collections::BTreeMap<String, usize>,
     pub temperature: f64,
+    pub top_p: f64,
+    /// 0 = off.
+    pub top_k: usize,
+    /// Longest evaluation response; unset = `rollout.max_new_tokens`.
+    pub max_new_tokens: Option<usize>,
+    /// Sequences generated at once; unset = `rollout.prompts_per_step × rollout.group_size`.
+    pub batch_size: Option<usize>,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             every: 0,
-            prompts: 64,
+            prompts: None,
             k: 1,
+            k_per_set: Default::default(),
             temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: None,
+            batch_size: None,
         }
     }
 }

@@ -33,6 +33,26 @@ pub struct Parsed<T> {
 
 /// Deserialise `doc` as `T`, finding every structural problem.
 pub fn parse<T: DeserializeOwned>(doc: &Value) -> Parsed<T> {
+    let mut parsed = parse_raw::<T>(doc);
+    for (path, msg) in &mut parsed.errors {
+        *msg = without_key_prefix(path, msg);
+    }
+    parsed
+}
+
+/// `msg` without a leading `key: ` that repeats the path's last key (custom deserialisers, such
+/// as `algorithm:`'s, name the key themselves).
+fn without_key_prefix(path: &KeyPath, msg: &str) -> String {
+    match path.0.last() {
+        Some(Seg::Key(k)) => msg
+            .strip_prefix(&format!("{k}: "))
+            .unwrap_or(msg)
+            .to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+fn parse_raw<T: DeserializeOwned>(doc: &Value) -> Parsed<T> {
     let first = match de::<T>(doc) {
         Ok(v) => {
             return Parsed {

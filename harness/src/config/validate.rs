@@ -310,11 +310,11 @@ fn train(e: &mut Errs, cfg: &RawRunConfig) {
     }
 }
 
+/// The eval protocol and the task's own keys, checked where they are defined.
 fn eval(e: &mut Errs, cfg: &RawRunConfig) {
-    let ev = &cfg.eval;
-    e.at_least("eval.prompts", ev.prompts, 1);
-    e.at_least("eval.k", ev.k, 1);
-    e.non_negative("eval.temperature", ev.temperature);
+    for (path, msg) in crate::task::eval::check_config(cfg) {
+        e.check(false, &path, || msg);
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //!   sequences of `s = prompt_len + max_new_tokens` tokens, without recomputation (Korthikanti et
 //!   al. 2022): per layer `s·b·h·(34 + 5·a·s/h)` bytes at 16 bits (×2 in fp32), plus the fp32
 //!   logits and their gradient, `2 · 4 · s·b·V`.
-//! - **KV cache** of the rollout: `2 · L · kv_heads · head_dim · s` values per sequence for all
+//! - **KV cache** of the rollout (or of evaluation, with `eval.max_new_tokens` and
+//!   `eval.batch_size`, when larger): `2 · L · kv_heads · head_dim · s` values per sequence for all
 //!   `prompts_per_step · group_size` sequences, at engine precision.
 //! - **Peak** = weights + optimizer + max(activations, KV cache) (rollout and training do not
 //!   overlap).
@@ -194,7 +195,15 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         mem_activations += act16 * tb / 2;
     }
     let kv = (m.num_key_value_heads * m.head_dim) as u64;
-    let mem_kv_cache = 2 * layers * kv * s * seqs * bytes(cfg.rollout.engine.precision);
+    // The larger of the rollout's and the evaluation's (its own length and batch) KV cache.
+    let eval_len = prompt_len + crate::task::eval::max_new_tokens(cfg) as u64;
+    let eval_batch = crate::task::eval::eval_workload(cfg)
+        .iter()
+        .map(|(_, _, k)| crate::task::eval::sequences_per_call(cfg, *k) as u64)
+        .max()
+        .unwrap_or(0);
+    let kv_bytes = 2 * layers * kv * bytes(cfg.rollout.engine.precision);
+    let mem_kv_cache = (kv_bytes * s * seqs).max(kv_bytes * eval_len * eval_batch);
     let mem_peak = mem_weights + mem_optimizer + mem_activations.max(mem_kv_cache);
 
     let n = active as f64;
@@ -214,7 +223,11 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         None => 1,
         Some(q) => q + 1 + usize::from(!steps.is_multiple_of(cfg.eval.every)),
     };
-    let eval_tokens = (evals * cfg.eval.prompts * cfg.eval.k) as u64 * s;
+    let eval_seqs: usize = crate::task::eval::eval_workload(cfg)
+        .iter()
+        .map(|(_, n, k)| n * k)
+        .sum();
+    let eval_tokens = (evals * eval_seqs) as u64 * eval_len;
     let flops_eval = 2.0 * n * eval_tokens as f64;
     Ok(RunPlan {
         id: run.id.clone(),

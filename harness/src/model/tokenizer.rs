@@ -1,5 +1,6 @@
-//! Tokenizers: Hugging Face `tokenizer.json` (via the `tokenizers` crate) for real checkpoints, the
-//! Qwen3 chat format, and a small character-level tokenizer for synthetic tasks on tiny models.
+//! Tokenizers: Hugging Face `tokenizer.json` (via the `tokenizers` crate) for real checkpoints,
+//! chat templates (the checkpoint's Jinja `chat_template`, rendered with `minijinja`; Qwen3's as
+//! the fallback), and a small character-level tokenizer for synthetic tasks on tiny models.
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -91,11 +92,21 @@ impl Tokenizer {
         }
     }
 
+    /// Decode, dropping special tokens.
     pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        self.decode_with(ids, true)
+    }
+
+    /// Decode keeping special tokens (`<|im_start|>`, …): the exact text of a prompt.
+    pub fn decode_all(&self, ids: &[i64]) -> Result<String> {
+        self.decode_with(ids, false)
+    }
+
+    fn decode_with(&self, ids: &[i64], skip_special: bool) -> Result<String> {
         match self {
             Tokenizer::Hf(t) => {
                 let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
-                t.decode(&ids, true)
+                t.decode(&ids, skip_special)
                     .map_err(|e| Error::Tokenizer(e.to_string()))
             }
             Tokenizer::Char(c) => Ok(c.decode(ids)),
@@ -111,34 +122,162 @@ impl Tokenizer {
 }
 
 /// One chat turn.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
 }
 
-/// Qwen3's chat format: `<|im_start|>role\n…<|im_end|>\n` per turn, then the generation prompt
-/// `<|im_start|>assistant\n`; with thinking off, an empty `<think>` block as Qwen3's template inserts.
-pub fn qwen3_chat_prompt(
-    messages: &[ChatMessage],
-    add_generation_prompt: bool,
-    enable_thinking: bool,
-) -> String {
-    let mut s = String::new();
-    for m in messages {
-        s.push_str("<|im_start|>");
-        s.push_str(&m.role);
-        s.push('\n');
-        s.push_str(m.content.trim());
-        s.push_str("<|im_end|>\n");
-    }
-    if add_generation_prompt {
-        s.push_str("<|im_start|>assistant\n");
-        if !enable_thinking {
-            s.push_str("<think>\n\n</think>\n\n");
+/// The chat template Qwen3 checkpoints ship (`chat_template` in `Qwen/Qwen3-*`'s
+/// `tokenizer_config.json`, Apache-2.0), used when a model directory has none.
+pub const QWEN3_CHAT_TEMPLATE: &str = include_str!("qwen3_chat_template.jinja");
+
+/// Where a [`ChatTemplate`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// A file of the model directory (`tokenizer_config.json` or `chat_template.jinja`).
+    Checkpoint(std::path::PathBuf),
+    /// [`QWEN3_CHAT_TEMPLATE`].
+    BuiltinQwen3,
+}
+
+/// A Jinja chat template, rendered with `minijinja` the way `transformers`' `apply_chat_template`
+/// renders it with Jinja2: `trim_blocks` and `lstrip_blocks` on, Python string methods
+/// (`startswith`, `split`, `strip`, …) available, the tokenizer's special tokens (`bos_token`,
+/// `eos_token`, …) and `enable_thinking` passed as variables.
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    template: String,
+    source: TemplateSource,
+    special_tokens: std::collections::BTreeMap<String, String>,
+}
+
+impl ChatTemplate {
+    /// Qwen3's template, as its checkpoints ship it.
+    pub fn qwen3() -> Self {
+        ChatTemplate {
+            template: QWEN3_CHAT_TEMPLATE.to_string(),
+            source: TemplateSource::BuiltinQwen3,
+            special_tokens: Default::default(),
         }
     }
-    s
+
+    /// The template of a Hugging Face model directory: `chat_template` in
+    /// `tokenizer_config.json` (a string, or a list of `{name, template}` of which `default` or
+    /// the first is used), else a `chat_template.jinja` file, else Qwen3's built-in template.
+    pub fn from_model_dir(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("tokenizer_config.json");
+        let mut special_tokens = std::collections::BTreeMap::new();
+        let mut from_config = None;
+        if config_path.exists() {
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+            let config: serde_json::Value =
+                serde_json::from_str(&text).map_err(|source| Error::Json {
+                    path: config_path.clone(),
+                    err: source,
+                })?;
+            for key in ["bos_token", "eos_token", "pad_token", "unk_token"] {
+                let token = match &config[key] {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    // AddedToken form: {"content": "<|im_end|>", ...}
+                    v => v["content"].as_str().map(str::to_string),
+                };
+                if let Some(t) = token {
+                    special_tokens.insert(key.to_string(), t);
+                }
+            }
+            from_config = match &config["chat_template"] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Array(named) => named
+                    .iter()
+                    .find(|t| t["name"] == "default")
+                    .or_else(|| named.first())
+                    .and_then(|t| t["template"].as_str().map(str::to_string)),
+                _ => None,
+            };
+        }
+        let jinja_path = dir.join("chat_template.jinja");
+        let (template, source) = match from_config {
+            Some(t) => (t, TemplateSource::Checkpoint(config_path)),
+            None if jinja_path.exists() => (
+                std::fs::read_to_string(&jinja_path).map_err(|e| Error::io(&jinja_path, e))?,
+                TemplateSource::Checkpoint(jinja_path),
+            ),
+            None => (
+                QWEN3_CHAT_TEMPLATE.to_string(),
+                TemplateSource::BuiltinQwen3,
+            ),
+        };
+        let t = ChatTemplate {
+            template,
+            source,
+            special_tokens,
+        };
+        // Fail at load, not at the first prompt, on a template minijinja cannot read.
+        t.environment()?;
+        Ok(t)
+    }
+
+    pub fn source(&self) -> &TemplateSource {
+        &self.source
+    }
+
+    fn environment(&self) -> Result<minijinja::Environment<'_>> {
+        let mut env = minijinja::Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", &self.template)
+            .map_err(|e| self.error(e))?;
+        Ok(env)
+    }
+
+    fn error(&self, e: minijinja::Error) -> Error {
+        let origin = match &self.source {
+            TemplateSource::Checkpoint(p) => p.display().to_string(),
+            TemplateSource::BuiltinQwen3 => "built-in Qwen3 template".to_string(),
+        };
+        Error::Tokenizer(format!("chat template ({origin}): {e:#}"))
+    }
+
+    /// The prompt text for `messages`; with `add_generation_prompt` it ends where the
+    /// assistant's reply starts. `enable_thinking: false` gives Qwen3's empty `<think>` block.
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        enable_thinking: bool,
+    ) -> Result<String> {
+        let env = self.environment()?;
+        let tmpl = env.get_template("chat").map_err(|e| self.error(e))?;
+        let mut ctx = std::collections::BTreeMap::new();
+        for (k, v) in &self.special_tokens {
+            ctx.insert(k.clone(), minijinja::Value::from(v.clone()));
+        }
+        ctx.insert(
+            "messages".to_string(),
+            minijinja::Value::from_serialize(messages),
+        );
+        ctx.insert(
+            "add_generation_prompt".to_string(),
+            minijinja::Value::from(add_generation_prompt),
+        );
+        ctx.insert(
+            "enable_thinking".to_string(),
+            minijinja::Value::from(enable_thinking),
+        );
+        tmpl.render(ctx).map_err(|e| self.error(e))
+    }
 }
 
 #[cfg(test)]
@@ -155,23 +294,81 @@ mod tests {
         assert!(t.encode("é").is_err());
     }
 
+    /// `tests/fixtures/math/chat/`: model directories and `transformers`' renders of them.
+    fn chat_fixtures() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/math/chat")
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        model_dir: String,
+        messages: Vec<ChatMessage>,
+        enable_thinking: bool,
+        add_generation_prompt: bool,
+        text: String,
+    }
+
     #[test]
-    fn chat_format_matches_qwen3_template() {
-        let msgs = vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "Be brief.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "1+1?".into(),
-            },
-        ];
-        assert_eq!(
-            qwen3_chat_prompt(&msgs, true, false),
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n\
-             <|im_start|>assistant\n<think>\n\n</think>\n\n"
-        );
-        assert!(qwen3_chat_prompt(&msgs, true, true).ends_with("<|im_start|>assistant\n"));
+    fn templates_render_as_transformers_does() {
+        let text = std::fs::read_to_string(chat_fixtures().join("reference.json")).unwrap();
+        let cases: Vec<Case> = serde_json::from_str(&text).unwrap();
+        assert!(cases.len() >= 8);
+        for c in &cases {
+            let dir = chat_fixtures().join(&c.model_dir);
+            let t = ChatTemplate::from_model_dir(&dir).unwrap();
+            assert!(matches!(t.source(), TemplateSource::Checkpoint(_)));
+            let got = t
+                .render(&c.messages, c.add_generation_prompt, c.enable_thinking)
+                .unwrap();
+            assert_eq!(
+                got, c.text,
+                "{} thinking={}",
+                c.model_dir, c.enable_thinking
+            );
+            // The built-in template is Qwen3's own.
+            if c.model_dir == "qwen3" {
+                let builtin = ChatTemplate::qwen3()
+                    .render(&c.messages, c.add_generation_prompt, c.enable_thinking)
+                    .unwrap();
+                assert_eq!(builtin, c.text);
+            }
+        }
+        let thinking_off = cases
+            .iter()
+            .find(|c| c.model_dir == "qwen3" && !c.enable_thinking && c.add_generation_prompt)
+            .unwrap();
+        assert!(thinking_off
+            .text
+            .ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+    }
+
+    #[test]
+    fn template_sources() {
+        let empty = tempfile::tempdir().unwrap();
+        let t = ChatTemplate::from_model_dir(empty.path()).unwrap();
+        assert_eq!(t.source(), &TemplateSource::BuiltinQwen3);
+        // A chat_template.jinja file next to a config without one.
+        std::fs::write(empty.path().join("tokenizer_config.json"), "{}").unwrap();
+        std::fs::write(
+            empty.path().join("chat_template.jinja"),
+            "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}",
+        )
+        .unwrap();
+        let t = ChatTemplate::from_model_dir(empty.path()).unwrap();
+        let msgs = [ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        assert_eq!(t.render(&msgs, true, false).unwrap(), "[user]hi");
+        // A broken template fails at load, naming its file.
+        std::fs::write(
+            empty.path().join("tokenizer_config.json"),
+            r#"{"chat_template": "{% if %}"}"#,
+        )
+        .unwrap();
+        let e = ChatTemplate::from_model_dir(empty.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokenizer_config.json"), "{e}");
     }
 }

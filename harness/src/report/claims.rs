@@ -4,20 +4,38 @@
 //! ```yaml
 //! metric: eval/addition/avg@4      # default metric of every claim
 //! stat: lastk                      # lastk (mean of the last k logged values) or final
+//! alpha: 0.05                      # the interval's confidence is 1 − α (default 0.05: 95 %)
+//! power: 0.8                       # of the detectable difference (default 0.8)
 //! claims:
 //!   - claim: Mismatch lowers GRPO's accuracy
-//!     less: [grpo/weight_quant=fp8-e4m3, grpo/weight_quant=none]   # mean(a) < mean(b)
+//!     less: [grpo/weight_quant=fp8-e4m3, grpo/weight_quant=none]   # a < b
 //!   - claim: DC-GRPO beats GRPO under the same mismatch
 //!     greater: [dcmdp/weight_quant=fp8-e4m3, grpo/weight_quant=fp8-e4m3]
+//!   - claim: GRPO learns at all
+//!     greater: [grpo/weight_quant=none, 0.25]                         # against a number
 //!   - claim: An interior tolerance c is best
 //!     interior_max: [dcmdp/c=0.001, dcmdp/c=0.004, dcmdp/c=0.016]    # ordered sweep
 //! ```
-//! Points are named by their labels (the report's table). Verdicts: **holds** when the difference
-//! has the claimed sign and exceeds the combined 95 % half-widths `√(ci_a² + ci_b²)`,
-//! **inconclusive** when the sign is right but within that seed noise, **does not hold** otherwise,
-//! **no data** while a point has no finished seed. A label the grid lacks, or a metric no run
-//! logs, is bad input: the report is not written.
+//! Points are named by their labels (the report's table); one side of `less` / `greater` may be a
+//! number instead.
+//!
+//! **The test.** Each comparison is on per-seed values of the claim's statistic, paired by seed:
+//! runs of the same seed share the initial weights, the SFT and training prompts and the sampling
+//! seeds of every step, and every run of a grid is evaluated on the same held-out set, so the
+//! per-seed difference removes the noise the cases share. For `less: [a, b]` the differences are
+//! `b − a` over the seeds both points finished, for `greater: [a, b]` `a − b` (the claim: their
+//! mean is positive); against a number, the point's values minus the number (a one-sample test).
+//! [`mean_test`] gives the two-sided (1 − α) Student t interval of the mean difference (n − 1
+//! degrees of freedom) and the smallest difference the run could detect with the given power.
+//!
+//! **Verdicts.** *holds*: the whole interval is above 0; *inconclusive*: the mean difference is
+//! positive but the interval includes 0; *does not hold*: the mean difference is ≤ 0; *n/a*: fewer
+//! than 2 pairs (no interval can be formed). `interior_max` compares the interior point with the
+//! best mean with both ends, each paired, and takes the weaker of the two verdicts (so it does not
+//! hold when an end is better). A label the grid lacks, or a metric
+//! no run logs, is bad input: the report is not written.
 use super::{fmt_num, GridResults, Stat};
+use crate::table::stats::{mean_test, MeanTest};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -38,11 +56,46 @@ pub struct Claims {
     pub metric: String,
     #[serde(default = "default_stat")]
     pub stat: ClaimStat,
+    /// Two-sided level of every claim's interval (confidence 1 − α).
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Power of the detectable difference.
+    #[serde(default = "default_power")]
+    pub power: f64,
     pub claims: Vec<Claim>,
 }
 
 fn default_stat() -> ClaimStat {
     ClaimStat::Lastk
+}
+fn default_alpha() -> f64 {
+    0.05
+}
+fn default_power() -> f64 {
+    0.8
+}
+
+/// One side of a comparison: a grid point's label or a fixed number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Operand {
+    Value(f64),
+    Point(String),
+}
+
+impl Operand {
+    pub fn text(&self) -> String {
+        match self {
+            Operand::Value(v) => fmt_num(*v),
+            Operand::Point(l) => format!("`{l}`"),
+        }
+    }
+}
+
+impl From<&str> for Operand {
+    fn from(s: &str) -> Self {
+        Operand::Point(s.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,40 +106,71 @@ pub struct Claim {
     #[serde(default)]
     pub metric: Option<String>,
     #[serde(default)]
-    pub less: Option<[String; 2]>,
+    pub less: Option<[Operand; 2]>,
     #[serde(default)]
-    pub greater: Option<[String; 2]>,
+    pub greater: Option<[Operand; 2]>,
     #[serde(default)]
     pub interior_max: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
-    Holds,
-    Inconclusive,
+    /// Fewer than 2 seed pairs: no interval (a point not run, or without finished seeds).
+    NotAvailable,
     DoesNotHold,
-    /// A point has no value (not run, or every seed failed).
-    NoData,
+    Inconclusive,
+    Holds,
 }
 
 impl Verdict {
     pub fn text(self) -> &'static str {
         match self {
             Verdict::Holds => "**holds**",
-            Verdict::Inconclusive => "inconclusive (right direction, within seed noise)",
+            Verdict::Inconclusive => "inconclusive (right direction, interval includes 0)",
             Verdict::DoesNotHold => "**does not hold**",
-            Verdict::NoData => "no data",
+            Verdict::NotAvailable => "n/a (fewer than 2 seed pairs)",
+        }
+    }
+
+    fn of(t: &MeanTest) -> Verdict {
+        match (t.mean, t.interval()) {
+            (_, None) => Verdict::NotAvailable,
+            (_, Some((low, _))) if low > 0.0 => Verdict::Holds,
+            (Some(m), _) if m > 0.0 => Verdict::Inconclusive,
+            _ => Verdict::DoesNotHold,
         }
     }
 }
 
-/// A checked claim: the verdict and the evidence as text.
+/// One paired (or one-sample) comparison: the claim says `hi − lo` is positive.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub hi: Operand,
+    pub lo: Operand,
+    /// `(seed, lo value, hi value)` for every seed both sides have (a number side: every seed).
+    pub pairs: Vec<(i64, f64, f64)>,
+    /// Seeds only one side finished (left out of the test).
+    pub unpaired: Vec<i64>,
+    /// The t test of `hi − lo` over the pairs.
+    pub test: MeanTest,
+}
+
+impl Comparison {
+    /// `hi − lo` as text.
+    pub fn text(&self) -> String {
+        format!("{} − {}", self.hi.text(), self.lo.text())
+    }
+}
+
+/// A checked claim: the verdict and its comparisons.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub claim: String,
     pub metric: String,
     pub verdict: Verdict,
-    pub evidence: String,
+    pub comparisons: Vec<Comparison>,
+    /// What else decided the verdict (`interior_max`: the best point).
+    pub note: Option<String>,
 }
 
 impl Claims {
@@ -95,21 +179,30 @@ impl Claims {
         let mut c: Claims = serde_yaml::from_str(&text)
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         c.path = path.to_path_buf();
+        let bad = |msg: String| Err(Error::Input(format!("{}: {msg}", path.display())));
+        if !(c.alpha > 0.0 && c.alpha < 1.0) {
+            return bad(format!("alpha: {} is not in (0, 1)", c.alpha));
+        }
+        if !(c.power > 0.0 && c.power < 1.0) {
+            return bad(format!("power: {} is not in (0, 1)", c.power));
+        }
         for (i, cl) in c.claims.iter().enumerate() {
             let kinds = cl.less.is_some() as u8
                 + cl.greater.is_some() as u8
                 + cl.interior_max.is_some() as u8;
             if kinds != 1 {
-                return Err(Error::Input(format!(
-                    "{}: claims[{i}]: give exactly one of `less`, `greater`, `interior_max`",
-                    path.display()
-                )));
+                return bad(format!(
+                    "claims[{i}]: give exactly one of `less`, `greater`, `interior_max`"
+                ));
             }
             if cl.interior_max.as_ref().is_some_and(|v| v.len() < 3) {
-                return Err(Error::Input(format!(
-                    "{}: claims[{i}].interior_max: needs at least 3 points",
-                    path.display()
-                )));
+                return bad(format!("claims[{i}].interior_max: needs at least 3 points"));
+            }
+            let pair = cl.less.as_ref().or(cl.greater.as_ref());
+            if let Some([Operand::Value(_), Operand::Value(_)]) = pair {
+                return bad(format!(
+                    "claims[{i}]: compares two numbers; one side must be a grid point"
+                ));
             }
         }
         Ok(c)
@@ -138,6 +231,14 @@ impl Claims {
         c.metric.as_deref().unwrap_or(&self.metric)
     }
 
+    /// The per-seed statistic of the claims.
+    pub fn stat(&self, last_k: usize) -> Stat {
+        match self.stat {
+            ClaimStat::Lastk => Stat::LastK(last_k),
+            ClaimStat::Final => Stat::Final,
+        }
+    }
+
     /// Check every claim on a grid's results (claims in parallel). Unknown point labels and
     /// metrics are bad input, all named at once.
     pub fn check(&self, g: &GridResults, last_k: usize) -> Result<Vec<Checked>> {
@@ -157,25 +258,75 @@ impl Claims {
                 }
             )));
         }
-        let stat = match self.stat {
-            ClaimStat::Lastk => Stat::LastK(last_k),
-            ClaimStat::Final => Stat::Final,
+        let cx = Context {
+            g,
+            stat: self.stat(last_k),
+            alpha: self.alpha,
+            power: self.power,
         };
         Ok(self
             .claims
             .par_iter()
-            .map(|c| c.verdict(g, self.metric_of(c), stat))
+            .map(|c| c.verdict(&cx, self.metric_of(c)))
             .collect())
     }
 }
 
-/// A point's mean and 95 % half-width (0 when n < 2) of the claim's statistic.
-type Value = (Option<f64>, f64);
+/// What every comparison of a check shares.
+struct Context<'a> {
+    g: &'a GridResults,
+    stat: Stat,
+    alpha: f64,
+    power: f64,
+}
 
-fn show(label: &str, v: Value) -> String {
-    match v.0 {
-        Some(m) => format!("{label}: {} ± {}", fmt_num(m), fmt_num(v.1)),
-        None => format!("{label}: –"),
+impl Context<'_> {
+    /// Per-seed values of a side (`None` for a number).
+    fn values(&self, side: &Operand, metric: &str) -> Option<Vec<(i64, f64)>> {
+        match side {
+            Operand::Value(_) => None,
+            Operand::Point(l) => Some(
+                self.g
+                    .point(l)
+                    .expect("labels checked")
+                    .per_seed(metric, self.stat),
+            ),
+        }
+    }
+
+    /// Pair `hi` and `lo` by seed and test `hi − lo`.
+    fn compare(&self, hi: &Operand, lo: &Operand, metric: &str) -> Comparison {
+        let (h, l) = (self.values(hi, metric), self.values(lo, metric));
+        let fixed = |side: &Operand| match side {
+            Operand::Value(v) => *v,
+            Operand::Point(_) => f64::NAN,
+        };
+        let seeds: Vec<i64> = {
+            let mut s: Vec<i64> = h.iter().chain(&l).flatten().map(|(s, _)| *s).collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        let at = |side: &Option<Vec<(i64, f64)>>, op: &Operand, seed: i64| match side {
+            None => Some(fixed(op)),
+            Some(v) => v.iter().find(|(s, _)| *s == seed).map(|(_, x)| *x),
+        };
+        let mut pairs = Vec::new();
+        let mut unpaired = Vec::new();
+        for seed in seeds {
+            match (at(&l, lo, seed), at(&h, hi, seed)) {
+                (Some(a), Some(b)) => pairs.push((seed, a, b)),
+                _ => unpaired.push(seed),
+            }
+        }
+        let d: Vec<f64> = pairs.iter().map(|(_, a, b)| b - a).collect();
+        Comparison {
+            hi: hi.clone(),
+            lo: lo.clone(),
+            pairs,
+            unpaired,
+            test: mean_test(&d, self.alpha, self.power),
+        }
     }
 }
 
@@ -183,75 +334,74 @@ impl Claim {
     /// The point labels the claim compares.
     pub fn labels(&self) -> Vec<&str> {
         let pair = self.less.iter().chain(&self.greater).flatten();
-        pair.chain(self.interior_max.iter().flatten())
-            .map(String::as_str)
+        let points = pair.filter_map(|o| match o {
+            Operand::Point(l) => Some(l.as_str()),
+            Operand::Value(_) => None,
+        });
+        points
+            .chain(self.interior_max.iter().flatten().map(String::as_str))
             .collect()
     }
 
     /// The verdict on checked labels.
-    fn verdict(&self, g: &GridResults, metric: &str, stat: Stat) -> Checked {
-        let value = |label: &str| -> Value {
-            let s = g.point(label).expect("labels checked").stats(metric, stat);
-            (s.mean, s.ci95.unwrap_or(0.0))
-        };
-        let (verdict, evidence) = if let Some([a, b]) = &self.less {
-            pairwise((a, value(a)), (b, value(b)), 1.0)
+    fn verdict(&self, cx: &Context, metric: &str) -> Checked {
+        let (comparisons, note, verdict) = if let Some([a, b]) = &self.less {
+            let c = cx.compare(b, a, metric);
+            let v = Verdict::of(&c.test);
+            (vec![c], None, v)
         } else if let Some([a, b]) = &self.greater {
-            pairwise((a, value(a)), (b, value(b)), -1.0)
+            let c = cx.compare(a, b, metric);
+            let v = Verdict::of(&c.test);
+            (vec![c], None, v)
         } else {
             let pts = self.interior_max.as_ref().expect("checked on read");
-            interior(pts, &pts.iter().map(|l| value(l)).collect::<Vec<_>>())
+            interior(cx, pts, metric)
         };
         Checked {
             claim: self.claim.clone(),
             metric: metric.to_string(),
             verdict,
-            evidence,
+            comparisons,
+            note,
         }
     }
 }
 
-/// `mean(a) < mean(b)` (sign 1) or `>` (sign −1), against the combined half-widths.
-fn pairwise(a: (&str, Value), b: (&str, Value), sign: f64) -> (Verdict, String) {
-    let ev = format!("{}; {}", show(a.0, a.1), show(b.0, b.1));
-    let (Some(ma), Some(mb)) = (a.1 .0, b.1 .0) else {
-        return (Verdict::NoData, ev);
+/// The maximum of an ordered sweep is interior: the interior point with the best mean beats both
+/// ends, each paired by seed; the verdict is the weaker of the two.
+fn interior(
+    cx: &Context,
+    pts: &[String],
+    metric: &str,
+) -> (Vec<Comparison>, Option<String>, Verdict) {
+    let mean = |l: &String| {
+        cx.g.point(l)
+            .expect("labels checked")
+            .stats(metric, cx.stat)
+            .mean
     };
-    let d = sign * (mb - ma);
-    let noise = (a.1 .1.powi(2) + b.1 .1.powi(2)).sqrt();
-    let v = if d > noise {
-        Verdict::Holds
-    } else if d > 0.0 {
-        Verdict::Inconclusive
-    } else {
-        Verdict::DoesNotHold
+    let last = pts.len() - 1;
+    let best = (1..last)
+        .filter_map(|i| Some((i, mean(&pts[i])?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((best, m)) = best else {
+        let note = "no interior point has a finished seed".to_string();
+        return (Vec::new(), Some(note), Verdict::NotAvailable);
     };
-    (v, ev)
+    let top = Operand::Point(pts[best].clone());
+    let comparisons: Vec<Comparison> = [0, last]
+        .iter()
+        .map(|&j| cx.compare(&top, &Operand::Point(pts[j].clone()), metric))
+        .collect();
+    let verdict = comparisons
+        .iter()
+        .map(|c| Verdict::of(&c.test))
+        .min()
+        .expect("two comparisons");
+    let note = format!("best interior point: `{}` (mean {})", pts[best], fmt_num(m));
+    (comparisons, Some(note), verdict)
 }
 
-/// The maximum of an ordered sweep is interior, and beats both ends beyond the seed noise.
-fn interior(pts: &[String], vals: &[Value]) -> (Verdict, String) {
-    let ev = pts
-        .iter()
-        .zip(vals)
-        .map(|(l, v)| show(l, *v))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let Some(means) = vals.iter().map(|v| v.0).collect::<Option<Vec<f64>>>() else {
-        return (Verdict::NoData, ev);
-    };
-    let best = (0..means.len())
-        .max_by(|&a, &b| means[a].total_cmp(&means[b]))
-        .expect("at least 3 points");
-    let last = means.len() - 1;
-    let beats =
-        |j: usize| means[best] - means[j] > (vals[best].1.powi(2) + vals[j].1.powi(2)).sqrt();
-    let v = if best == 0 || best == last {
-        Verdict::DoesNotHold
-    } else if beats(0) && beats(last) {
-        Verdict::Holds
-    } else {
-        Verdict::Inconclusive
-    };
-    (v, format!("best: {}; {ev}", pts[best]))
-}
+#[cfg(test)]
+#[path = "claims_tests.rs"]
+mod tests;

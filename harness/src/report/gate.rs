@@ -17,10 +17,16 @@
 //! - `--update` writes new rows with [`default_checks`]; discrepancy metrics (`rollout_corr/*`)
 //!   and the gradient norm default to `lower`, rewards and accuracies to `higher`. It refuses to
 //!   drop the rows of baseline points the grid lacks unless forced.
+//! - `--update --from-seeds K` ([`from_seeds`]) derives every tolerance from the run's seed noise
+//!   instead: with σ the sample standard deviation over seeds of the per-seed value (each point
+//!   needs ≥ [`MIN_SEEDS`] finished seeds), `abs_tol = K·σ` and `rel_tol` = a floor (default
+//!   [`DEFAULT_FLOOR`] of the value), so that σ = 0 cannot make a check impossible. The optional
+//!   columns `sigma` and `seeds` record where a tolerance came from. Two means over n seeds each
+//!   differ by σ·√(2/n) in standard deviation, so K = 3 over 4 seeds allows 4.2 of those.
 //! - A baseline point whose runs did not all finish, or that is missing, or a metric the run no
 //!   longer logs, fails.
 use super::csv::{field, Csv};
-use super::{fmt_num, GridResults, Point, Stat};
+use super::{fmt_num, fmt_signed, GridResults, Point, Stat};
 use crate::rundir::RunState;
 use crate::{Error, Result};
 use std::fmt::Write;
@@ -58,6 +64,10 @@ pub struct BaselineRow {
     pub abs_tol: Option<f64>,
     pub rel_tol: Option<f64>,
     pub direction: Direction,
+    /// The seed spread (sample standard deviation over seeds) the tolerance was derived from.
+    pub sigma: Option<f64>,
+    /// How many seeds `sigma` is over.
+    pub seeds: Option<usize>,
 }
 
 impl BaselineRow {
@@ -104,6 +114,9 @@ impl Baseline {
         let [point, metric, last_k, value, abs_tol, rel_tol, direction] = idx[..] else {
             unreachable!()
         };
+        // Optional columns (noise-derived baselines).
+        let sigma = csv.header.iter().position(|h| h == "sigma");
+        let seeds = csv.header.iter().position(|h| h == "seeds");
         let mut rows = Vec::new();
         for (line, cells) in &csv.records {
             let line = *line;
@@ -148,6 +161,13 @@ impl Baseline {
             if cells[metric] != DIVERGENCES && k.is_none() {
                 return Err(csv.cell_error(line, last_k, "needed for a metric"));
             }
+            let n_seeds = match seeds.map(|c| (c, cells[c].as_str())) {
+                None | Some((_, "")) => None,
+                Some((c, s)) => Some(
+                    s.parse::<usize>()
+                        .map_err(|_| csv.cell_error(line, c, format!("not a seed count: `{s}`")))?,
+                ),
+            };
             rows.push(BaselineRow {
                 point: cells[point].clone(),
                 metric: cells[metric].clone(),
@@ -156,6 +176,8 @@ impl Baseline {
                 abs_tol: nonneg(abs_tol)?,
                 rel_tol: nonneg(rel_tol)?,
                 direction: dir,
+                sigma: sigma.map(nonneg).transpose()?.flatten(),
+                seeds: n_seeds,
             });
         }
         if rows.is_empty() {
@@ -180,11 +202,18 @@ impl Baseline {
              # exceeds max(abs_tol, rel_tol*|value|) in the bad direction (higher: higher is better;\n\
              # lower; both). `divergences`: any divergence where the baseline had none fails.\n",
         );
+        let noise = self.rows.iter().any(|r| r.sigma.is_some());
+        if noise {
+            s.push_str(
+                "# From seed noise (`--update --from-seeds K`): abs_tol = K*sigma, sigma the standard\n\
+                 # deviation over `seeds` seeds of the per-seed value; rel_tol is a floor.\n",
+            );
+        }
         s.push_str(&COLUMNS.join(","));
-        s.push('\n');
+        s.push_str(if noise { ",sigma,seeds\n" } else { "\n" });
         let opt = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_default();
         for r in &self.rows {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "{},{},{},{},{},{},{}",
                 field(&r.point),
@@ -195,6 +224,11 @@ impl Baseline {
                 opt(r.rel_tol),
                 r.direction.as_str()
             );
+            if noise {
+                let n = r.seeds.map(|n| n.to_string()).unwrap_or_default();
+                let _ = write!(s, ",{},{n}", opt(r.sigma));
+            }
+            s.push('\n');
         }
         s
     }
@@ -292,14 +326,6 @@ impl GateReport {
     }
 }
 
-fn signed(x: f64) -> String {
-    if x > 0.0 {
-        format!("+{}", fmt_num(x))
-    } else {
-        fmt_num(x)
-    }
-}
-
 /// Compare a grid's results with a baseline.
 pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
     let mut checks = Vec::new();
@@ -358,7 +384,7 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
         };
         let d = now - row.value;
         check.now = fmt_num(now);
-        check.delta = signed(d);
+        check.delta = fmt_signed(d);
         let slack = row.allowed() + 1e-12 * row.value.abs().max(1.0);
         let (bad, good) = match row.direction {
             Direction::Higher => (-d, d),
@@ -440,6 +466,65 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
     out
 }
 
+/// The checks of one point: the old baseline's rows for it (values to be replaced), else
+/// [`default_checks`] with window `last_k` (for the metrics the point logs).
+fn point_checks(p: &Point, old: Option<&Baseline>, last_k: usize) -> Vec<BaselineRow> {
+    let kept: Vec<BaselineRow> = old
+        .map(|b| {
+            b.rows
+                .iter()
+                .filter(|r| r.point == p.label)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if !kept.is_empty() {
+        return kept;
+    }
+    default_checks(p)
+        .into_iter()
+        .map(|(metric, abs_tol, rel_tol, direction)| BaselineRow {
+            point: p.label.clone(),
+            last_k: (metric != DIVERGENCES).then_some(last_k),
+            metric,
+            value: f64::NAN,
+            abs_tol,
+            rel_tol,
+            direction,
+            sigma: None,
+            seeds: None,
+        })
+        .collect()
+}
+
+/// Per-seed values of a check at a point (`divergences`: 1 per diverged seed, 0 per other
+/// finished seed).
+fn per_seed(p: &Point, r: &BaselineRow) -> Vec<f64> {
+    if r.metric == DIVERGENCES {
+        return p
+            .runs
+            .iter()
+            .filter(|x| x.finished())
+            .map(|x| f64::from(u8::from(x.state() == Some(RunState::Diverged))))
+            .collect();
+    }
+    p.per_seed(&r.metric, Stat::LastK(r.last_k.unwrap_or(1)))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Points of the old baseline that the grid does not have.
+fn dropped_points(g: &GridResults, old: Option<&Baseline>) -> Vec<String> {
+    let mut dropped: Vec<String> = Vec::new();
+    for r in old.map(|b| b.rows.as_slice()).unwrap_or_default() {
+        if g.point(&r.point).is_none() && !dropped.contains(&r.point) {
+            dropped.push(r.point.clone());
+        }
+    }
+    dropped
+}
+
 /// A baseline from a run: the existing rows' checks (tolerances, directions, windows) with new
 /// values; points the old baseline does not cover get [`default_checks`] with `last_k`. Rows of
 /// points the grid does not have are left out and named in [`Updated::dropped`]: the caller
@@ -447,46 +532,16 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
 pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usize) -> Updated {
     let mut rows = Vec::new();
     for p in &g.points {
-        let value = |metric: &str, k: Option<usize>| -> Option<f64> {
-            if metric == DIVERGENCES {
+        for r in point_checks(p, old, last_k) {
+            let value = if r.metric == DIVERGENCES {
                 Some(p.divergences() as f64)
             } else {
-                p.stats(metric, Stat::LastK(k.unwrap_or(last_k))).mean
+                p.stats(&r.metric, Stat::LastK(r.last_k.unwrap_or(last_k)))
+                    .mean
+            };
+            if let Some(value) = value {
+                rows.push(BaselineRow { value, ..r });
             }
-        };
-        let kept: Vec<&BaselineRow> = old
-            .map(|b| b.rows.iter().filter(|r| r.point == p.label).collect())
-            .unwrap_or_default();
-        if kept.is_empty() {
-            for (metric, abs_tol, rel_tol, direction) in default_checks(p) {
-                let k = (metric != DIVERGENCES).then_some(last_k);
-                if let Some(v) = value(&metric, k) {
-                    rows.push(BaselineRow {
-                        point: p.label.clone(),
-                        metric,
-                        last_k: k,
-                        value: v,
-                        abs_tol,
-                        rel_tol,
-                        direction,
-                    });
-                }
-            }
-        } else {
-            for r in kept {
-                if let Some(v) = value(&r.metric, r.last_k) {
-                    rows.push(BaselineRow {
-                        value: v,
-                        ..r.clone()
-                    });
-                }
-            }
-        }
-    }
-    let mut dropped: Vec<String> = Vec::new();
-    for r in old.map(|b| b.rows.as_slice()).unwrap_or_default() {
-        if g.point(&r.point).is_none() && !dropped.contains(&r.point) {
-            dropped.push(r.point.clone());
         }
     }
     Updated {
@@ -494,8 +549,75 @@ pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usiz
             path: path.to_path_buf(),
             rows,
         },
-        dropped,
+        dropped: dropped_points(g, old),
     }
+}
+
+/// Fewest finished seeds per grid point that [`from_seeds`] accepts.
+pub const MIN_SEEDS: usize = 4;
+/// The default multiple of the seed standard deviation a noise-derived tolerance allows.
+pub const DEFAULT_K: f64 = 3.0;
+/// The default floor of a noise-derived tolerance, relative to the value.
+pub const DEFAULT_FLOOR: f64 = 0.02;
+
+/// A baseline whose tolerances come from the run's seed noise: the checks of [`update`] (the old
+/// baseline's metrics, windows and directions, or [`default_checks`]), each with `value` the mean
+/// over seeds, `sigma` their sample standard deviation, `abs_tol = k·sigma` and `rel_tol = floor`
+/// (the tolerance is the larger of the two). `divergences` rows keep no tolerance. Every point
+/// needs at least [`MIN_SEEDS`] finished seeds with a value: otherwise bad input, naming them.
+pub fn from_seeds(
+    g: &GridResults,
+    old: Option<&Baseline>,
+    path: &Path,
+    last_k: usize,
+    k: f64,
+    floor: f64,
+) -> Result<Updated> {
+    let mut rows = Vec::new();
+    let mut short = Vec::new();
+    for p in &g.points {
+        for r in point_checks(p, old, last_k) {
+            let xs = per_seed(p, &r);
+            if r.metric == DIVERGENCES {
+                let value = xs.iter().sum();
+                rows.push(BaselineRow { value, ..r });
+                continue;
+            }
+            if xs.is_empty() {
+                continue; // a metric this point does not log
+            }
+            if xs.len() < MIN_SEEDS {
+                short.push(format!("`{}` {} ({} seeds)", p.label, r.metric, xs.len()));
+                continue;
+            }
+            let s = crate::table::seed_stats(&xs);
+            let sigma = s.std.expect("n ≥ 2");
+            rows.push(BaselineRow {
+                value: s.mean.expect("n ≥ 1"),
+                abs_tol: Some(k * sigma),
+                rel_tol: Some(floor),
+                sigma: Some(sigma),
+                seeds: Some(xs.len()),
+                ..r
+            });
+        }
+    }
+    if !short.is_empty() {
+        return Err(Error::Input(format!(
+            "--from-seeds needs at least {MIN_SEEDS} finished seeds per check, and {} {} fewer: \
+             {} (run the grid with more seeds)",
+            short.len(),
+            if short.len() == 1 { "has" } else { "have" },
+            short.join(", ")
+        )));
+    }
+    Ok(Updated {
+        baseline: Baseline {
+            path: path.to_path_buf(),
+            rows,
+        },
+        dropped: dropped_points(g, old),
+    })
 }
 
 /// What [`update`] made.

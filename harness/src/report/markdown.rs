@@ -1,9 +1,10 @@
 //! `report.md`: GitHub-flavoured Markdown.
-use super::claims::{Checked, Claims, Verdict};
+use super::claims::{Checked, Claims, Comparison, Verdict};
 use super::paper::PaperTable;
 use super::plots::Figure;
-use super::{fmt_stats, GridResults, ReportOptions, Stat};
+use super::{fmt_num, fmt_signed, fmt_stats, GridResults, ReportOptions, Stat};
 use crate::rundir::RunState;
+use crate::table::stats::MeanTest;
 use std::fmt::Write;
 
 /// Table columns: `(metric, heading, statistic)`; a column is shown when some run logs its metric.
@@ -136,25 +137,50 @@ fn results(s: &mut String, g: &GridResults, k: usize) {
 
 fn claims_section(s: &mut String, c: &Claims, checked: &[Checked]) {
     let _ = writeln!(s, "## Claims\n");
+    let conf = pct(1.0 - c.alpha);
+    let power = pct(c.power);
     let _ = writeln!(
         s,
-        "Checked by `harness report` from `{}` on the table's statistics: a claim **holds** when \
-         the difference has the claimed sign and exceeds the combined 95 % half-widths, is \
-         inconclusive when only the sign is right.\n",
-        c.path.display()
+        "Checked by `harness report` from `{}` on per-seed values of each claim's statistic, \
+         paired by seed (runs of the same seed share initial weights, prompts and sampling seeds; \
+         every run is evaluated on the same held-out set). A comparison `hi − lo` is claimed \
+         positive; its interval is the two-sided {conf} Student t interval of the mean per-seed \
+         difference (n − 1 degrees of freedom; against a number, a one-sample interval). A claim \
+         **holds** when the whole interval is above 0, is inconclusive when only the mean is, does \
+         not hold otherwise, and is n/a with fewer than 2 pairs. *Detectable*: the smallest true \
+         difference this test finds with {power} power at its n and spread, \
+         (t(1 − α/2, n − 1) + t({}, n − 1)) · sd / √n with α = {} (per-seed pairs below).\n",
+        c.path.display(),
+        c.power,
+        c.alpha
     );
     let _ = writeln!(
         s,
-        "| claim | metric | verdict | evidence |\n|---|---|---|---|"
+        "| claim | metric | comparison | n | mean [{conf} CI] | detectable | verdict |\n\
+         |---|---|---|---:|---|---:|---|"
     );
     for ch in checked {
+        let col = |f: &dyn Fn(&Comparison) -> String| {
+            let mut v: Vec<String> = ch.comparisons.iter().map(f).collect();
+            if v.is_empty() {
+                v.push("–".into());
+            }
+            v.join("<br>")
+        };
+        let comparison = match &ch.note {
+            Some(n) => format!("{}<br>{n}", col(&|c| c.text())),
+            None => col(&|c| c.text()),
+        };
         let _ = writeln!(
             s,
-            "| {} | `{}` | {} | {} |",
+            "| {} | `{}` | {} | {} | {} | {} | {} |",
             cell(&ch.claim),
             cell(&ch.metric),
+            cell(&comparison),
+            col(&|c| c.test.n.to_string()),
+            col(&|c| interval(&c.test)),
+            col(&|c| c.test.detectable.map(fmt_num).unwrap_or("–".into())),
             ch.verdict.text(),
-            cell(&ch.evidence)
         );
     }
     // The plain-words summary the table adds up to.
@@ -167,11 +193,76 @@ fn claims_section(s: &mut String, c: &Claims, checked: &[Checked]) {
         count(Verdict::Inconclusive),
         count(Verdict::DoesNotHold),
     );
-    let missing = count(Verdict::NoData);
-    if missing > 0 {
-        let _ = write!(s, ", {missing} without data");
+    let na = count(Verdict::NotAvailable);
+    if na > 0 {
+        let _ = write!(s, ", {na} n/a");
     }
     let _ = writeln!(s, ".**\n");
+    pairs_section(s, checked);
+}
+
+/// Per claim and comparison, the per-seed values the test used.
+fn pairs_section(s: &mut String, checked: &[Checked]) {
+    let _ = writeln!(s, "### Per-seed pairs\n");
+    for (i, ch) in checked.iter().enumerate() {
+        for c in &ch.comparisons {
+            let _ = writeln!(
+                s,
+                "{}. {} — `{}`, {}:\n",
+                i + 1,
+                cell(&ch.claim),
+                ch.metric,
+                c.text()
+            );
+            if c.pairs.is_empty() {
+                let _ = writeln!(s, "   no seed pairs.\n");
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "   | seed | {} | {} | difference |\n   |---:|---:|---:|---:|",
+                cell(&c.lo.text()),
+                cell(&c.hi.text())
+            );
+            for (seed, lo, hi) in &c.pairs {
+                let _ = writeln!(
+                    s,
+                    "   | {seed} | {} | {} | {} |",
+                    fmt_num(*lo),
+                    fmt_num(*hi),
+                    fmt_signed(hi - lo)
+                );
+            }
+            if !c.unpaired.is_empty() {
+                let seeds: Vec<String> = c.unpaired.iter().map(|x| x.to_string()).collect();
+                let _ = writeln!(
+                    s,
+                    "\n   Left out (finished on one side only): seed {}.",
+                    seeds.join(", ")
+                );
+            }
+            s.push('\n');
+        }
+    }
+}
+
+/// `+0.031 [−0.004, +0.066]`, or the mean alone with fewer than 2 pairs.
+fn interval(t: &MeanTest) -> String {
+    match (t.mean, t.interval()) {
+        (_, Some((lo, hi))) => format!(
+            "{} [{}, {}]",
+            fmt_signed(t.mean.unwrap_or(f64::NAN)),
+            fmt_signed(lo),
+            fmt_signed(hi)
+        ),
+        (Some(m), None) => fmt_signed(m),
+        _ => "–".into(),
+    }
+}
+
+/// A probability as a percentage (`95 %`, `97.5 %`).
+fn pct(p: f64) -> String {
+    format!("{} %", fmt_num(100.0 * p))
 }
 
 fn fmt_pct(v: Option<f64>) -> String {

@@ -68,15 +68,26 @@ impl Point {
     /// Statistics over the finished seeds of one per-seed value of `metric`.
     pub fn stats(&self, metric: &str, stat: Stat) -> SeedStats {
         let xs: Vec<f64> = self
-            .runs
+            .per_seed(metric, stat)
             .iter()
-            .filter(|r| r.finished())
-            .filter_map(|r| match stat {
-                Stat::LastK(k) => r.last_k(metric, k),
-                Stat::Final => r.final_value(metric),
-            })
+            .map(|(_, x)| *x)
             .collect();
         seed_stats(&xs)
+    }
+    /// `(seed, value)` of one per-seed value of `metric`, for the finished seeds with a finite
+    /// value, in run order.
+    pub fn per_seed(&self, metric: &str, stat: Stat) -> Vec<(i64, f64)> {
+        self.runs
+            .iter()
+            .filter(|r| r.finished())
+            .filter_map(|r| {
+                let x = match stat {
+                    Stat::LastK(k) => r.last_k(metric, k),
+                    Stat::Final => r.final_value(metric),
+                }?;
+                x.is_finite().then_some((r.record.seed, x))
+            })
+            .collect()
     }
     /// A value of the resolved config at a dotted path (`algorithm.c`).
     pub fn config_value(&self, dotted: &str) -> Option<&Value> {
@@ -441,6 +452,15 @@ pub fn fmt_num(x: f64) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
+    }
+}
+
+/// [`fmt_num`] with a `+` on positive numbers (differences).
+pub fn fmt_signed(x: f64) -> String {
+    if x > 0.0 {
+        format!("+{}", fmt_num(x))
+    } else {
+        fmt_num(x)
     }
 }
 

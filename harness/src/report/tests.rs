@@ -1,5 +1,5 @@
 use super::claims::{Claims, Verdict as ClaimVerdict};
-use super::gate::{evaluate, update, Baseline, Direction, Verdict};
+use super::gate::{evaluate, from_seeds, update, Baseline, Direction, Verdict};
 use super::paper::PaperTable;
 use super::*;
 use crate::rundir::{LoadedRun, Manifest, Row, RunRecord, RunStatus};
@@ -25,6 +25,11 @@ fn config(alg: &str, c: Option<f64>) -> Value {
 /// Three grid points (GRPO; DC-GRPO at c = 0.001 and 0.01) × 3 seeds, 8 steps, eval at 4 and 8;
 /// one seed of c = 0.01 diverges at step 6. `scale` multiplies the rewards (a regressed run).
 fn synthetic(scale: f64) -> GridResults {
+    synthetic_seeds(scale, 3)
+}
+
+/// [`synthetic`] with `n` seeds (seed 2 of c = 0.01 still diverges).
+fn synthetic_seeds(scale: f64, n: i64) -> GridResults {
     let points: [(&str, &str, Option<f64>); 3] = [
         ("grpo", "grpo", None),
         ("dcmdp/c=0.001", "dcmdp", Some(0.001)),
@@ -33,7 +38,7 @@ fn synthetic(scale: f64) -> GridResults {
     let mut runs = Vec::new();
     let mut mruns = Vec::new();
     for (pi, (label, alg, c)) in points.iter().enumerate() {
-        for seed in 0..3i64 {
+        for seed in 0..n {
             let diverged = pi == 2 && seed == 2;
             let last = if diverged { 6 } else { 8 };
             let base = 0.1 * pi as f64 + 0.02 * seed as f64;
@@ -454,4 +459,76 @@ fn update_keeps_tolerances_and_round_trips() {
     let fresh = update(&g, None, Path::new("b.csv"), 5).baseline;
     assert!(evaluate(&g, &fresh).passed());
     assert!(!evaluate(&synthetic(0.3), &fresh).passed());
+}
+
+#[test]
+fn tolerances_from_seed_noise() {
+    // Three seeds are too few.
+    let e = from_seeds(&synthetic(1.0), None, Path::new("b.csv"), 3, 3.0, 0.02)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 4 finished seeds"), "{e}");
+    assert!(e.contains("`grpo` critic/score/mean (3 seeds)"), "{e}");
+
+    let g = synthetic_seeds(1.0, 5);
+    let b = from_seeds(&g, None, Path::new("b.csv"), 3, 3.0, 0.02)
+        .unwrap()
+        .baseline;
+    let row = |point: &str, metric: &str| {
+        b.rows
+            .iter()
+            .find(|r| r.point == point && r.metric == metric)
+            .unwrap()
+            .clone()
+    };
+    // GRPO's last-3 reward of seed s: 0.02·s + 0.35; sd over s = 0..4 is 0.02·√2.5.
+    let r = row("grpo", "critic/score/mean");
+    let sigma = 0.02 * 2.5f64.sqrt();
+    assert!((r.value - (0.04 + 0.35)).abs() < 1e-12);
+    assert!((r.sigma.unwrap() - sigma).abs() < 1e-12);
+    assert!((r.abs_tol.unwrap() - 3.0 * sigma).abs() < 1e-12);
+    assert_eq!(
+        (r.rel_tol, r.seeds, r.last_k),
+        (Some(0.02), Some(5), Some(3))
+    );
+    assert_eq!(r.direction, Direction::Higher);
+    // The discrepancy does not vary with the seed: σ = 0, and the floor keeps a tolerance.
+    let d = row("grpo", "rollout_corr/abs_prob_diff");
+    assert_eq!(d.sigma, Some(0.0));
+    assert!((d.allowed() - 0.02 * d.value).abs() < 1e-15 && d.allowed() > 0.0);
+    // One diverged seed of five at c = 0.01.
+    assert_eq!(row("dcmdp/c=0.01", "divergences").value, 1.0);
+
+    // The file keeps where each tolerance came from, and reads back.
+    let text = b.to_csv();
+    assert!(text.contains("direction,sigma,seeds\n"), "{text}");
+    assert_eq!(Baseline::parse(&text, Path::new("b.csv")).unwrap(), b);
+
+    // The run itself passes; rewards at 70 % (a drop of 0.117 = 3.7 σ) fail.
+    assert!(evaluate(&g, &b).passed());
+    let r = evaluate(&synthetic_seeds(0.7, 5), &b);
+    let failed: Vec<(&str, &str)> = r
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Regression)
+        .map(|c| (c.point.as_str(), c.metric.as_str()))
+        .collect();
+    assert!(
+        failed.contains(&("grpo", "critic/score/mean")),
+        "{failed:?}"
+    );
+
+    // An existing baseline's checks (metric, window, direction) are kept; only the values and
+    // tolerances are new.
+    let old = Baseline::parse(baseline_text(), Path::new("b.csv")).unwrap();
+    let up = from_seeds(&g, Some(&old), Path::new("b.csv"), 5, 2.0, 0.0).unwrap();
+    let grpo: Vec<_> = up
+        .baseline
+        .rows
+        .iter()
+        .filter(|r| r.point == "grpo")
+        .collect();
+    assert_eq!(grpo.len(), 2);
+    assert_eq!((grpo[0].last_k, grpo[0].rel_tol), (Some(3), Some(0.0)));
+    assert!((grpo[0].abs_tol.unwrap() - 2.0 * sigma).abs() < 1e-12);
 }

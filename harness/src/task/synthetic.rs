@@ -19,6 +19,9 @@ pub struct Synthetic {
     tok: CharTokenizer,
 }
 
+/// Problems in a synthetic eval set when `eval.prompts` is unset.
+pub const DEFAULT_EVAL_SIZE: usize = 64;
+
 /// Problems with this stream id are held out from training.
 const EVAL_STREAM: u64 = 0xE7A1;
 
@@ -109,9 +112,10 @@ impl Task for Synthetic {
         (0..n).map(|_| self.problem(&mut rng)).collect()
     }
 
-    fn eval_sets(&self, n: usize) -> Vec<(String, Vec<Problem>)> {
+    fn eval_sets(&self, limit: Option<usize>) -> Vec<(String, Vec<Problem>)> {
         // Fixed across seeds so every run of a grid is evaluated on the same problems.
         let mut rng = Rng::new(0, EVAL_STREAM);
+        let n = limit.unwrap_or(DEFAULT_EVAL_SIZE);
         vec![(
             self.name().to_string(),
             (0..n).map(|_| self.problem(&mut rng)).collect(),
@@ -174,7 +178,8 @@ mod tests {
     #[test]
     fn eval_set_is_fixed_and_disjoint_stream() {
         let t = Synthetic::new("sorting", 2).unwrap();
-        assert_eq!(t.eval_sets(8), t.eval_sets(8));
-        assert_ne!(t.eval_sets(8)[0].1, t.train_batch(0, 0, 8));
+        assert_eq!(t.eval_sets(Some(8)), t.eval_sets(Some(8)));
+        assert_ne!(t.eval_sets(Some(8))[0].1, t.train_batch(0, 0, 8));
+        assert_eq!(t.eval_sets(None)[0].1.len(), DEFAULT_EVAL_SIZE);
     }
 }

@@ -31,7 +31,7 @@ pub(crate) fn fast_config(algorithm: &str, steps: usize) -> RunConfig {
             c.task.sft.as_mut().unwrap().steps = 30;
             c.rollout.prompts_per_step = 8;
             c.rollout.group_size = 4;
-            c.eval.prompts = 16;
+            c.eval.prompts = Some(16);
             c.eval.k = 2;
         })
         .unwrap()

@@ -12,7 +12,7 @@ use crate::config::RunConfig;
 use crate::objective::{build_algorithm, Algorithm, Metrics};
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::{Engine, SamplingParams};
-use crate::task::eval::avg_and_pass_at_k;
+use crate::task::eval::{self, avg_and_pass_at_k};
 use crate::task::{build_task, Rng, Task};
 use crate::{Error, Result};
 use std::path::Path;
@@ -202,27 +202,36 @@ impl<'a> Trainer<'a> {
 
     // ---- evaluation ----
 
-    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed).
+    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed) with
+    /// the evaluation protocol's k per set and sampling ([`crate::task::eval`]), whole problems
+    /// per engine call, up to `eval.batch_size` sequences (at least one problem).
     pub fn evaluate(&self, step: usize) -> Metrics {
         tch::manual_seed(step_seed(self.seed, step, 2));
         let e = &self.cfg.eval;
+        let sampling = SamplingParams {
+            max_new_tokens: eval::max_new_tokens(self.cfg),
+            top_p: e.top_p,
+            top_k: e.top_k,
+            ..self.sampling(e.temperature)
+        };
         let mut out = Metrics::new();
         for (name, problems) in self.task.eval_sets(e.prompts) {
             if problems.is_empty() {
                 continue;
             }
-            let ro = self.engine.generate(
-                &repeat_prompts(&problems, e.k),
-                &self.sampling(e.temperature),
-            );
-            let r = rewards(self.task.as_ref(), &problems, &ro.response_ids, e.k);
+            let k = eval::k_for(e, &name);
+            let mut r = Vec::with_capacity(problems.len() * k);
+            for chunk in problems.chunks(eval::sequences_per_call(self.cfg, k) / k) {
+                let ro = self.engine.generate(&repeat_prompts(chunk, k), &sampling);
+                r.extend(rewards(self.task.as_ref(), chunk, &ro.response_ids, k));
+            }
             let correct: Vec<Vec<bool>> = r
-                .chunks(e.k)
+                .chunks(k)
                 .map(|c| c.iter().map(|&x| x > 0.5).collect())
                 .collect();
             let (avg, pass) = avg_and_pass_at_k(&correct);
-            out.insert(format!("eval/{name}/avg@{}", e.k), avg);
-            out.insert(format!("eval/{name}/pass@{}", e.k), pass);
+            out.insert(format!("eval/{name}/avg@{k}"), avg);
+            out.insert(format!("eval/{name}/pass@{k}"), pass);
         }
         out
     }

@@ -1,6 +1,7 @@
 //! `harness`: Qwen3 dense / MoE models on LibTorch, a rollout engine whose inference copy can be made
 //! to differ from the trainer's, and the RL objectives that cope with that discrepancy.
 
+pub mod backend;
 pub mod config;
 pub mod diagnostics;
 pub mod error;

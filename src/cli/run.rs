@@ -67,6 +67,10 @@ pub struct Args {
     /// Index of `--device` in the scheduler's device list (set by the scheduler, recorded).
     #[arg(long, hide = true)]
     device_slot: Option<usize>,
+    /// Print each selected run's launch command (for `backend: verl` runs: the verl launch with
+    /// its Hydra overrides, run from the repository root) and exit without running anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -82,6 +86,9 @@ pub fn run(a: Args) -> CliResult {
     }
     let grid = load(&a.grid, &a.set)?;
     let now = manifest(&grid);
+    if a.dry_run {
+        return dry_run(&grid, &now, &a);
+    }
     if !a.extend {
         select(&now, &a.only)?;
     }
@@ -232,8 +239,39 @@ fn schedule(
     Ok(())
 }
 
+/// `--dry-run`: every selected run's label, id and launch command.
+fn dry_run(grid: &harness::grid::Grid, m: &Manifest, a: &Args) -> CliResult {
+    let gdir = grid.out_dir(&a.out);
+    for i in select(m, &a.only)? {
+        let rec = &m.runs[i];
+        let cfg = &grid.run(&rec.id).expect("from the grid").config;
+        let cmd = harness::backend::run::command(&gdir, &grid.name, rec, cfg, Path::new("."))
+            .unwrap_or_else(|| format!("harness run {} --only {}", a.grid.display(), rec.id));
+        println!("# {} ({})\n{cmd}", rec.label, rec.id);
+    }
+    Ok(())
+}
+
 /// Train one run in this process, with a progress line per step on stderr.
 fn train_here(gdir: &Path, rec: &RunRecord, cfg: &RunConfig, a: &Args) -> CliResult {
+    if cfg.backend.verl().is_some() {
+        let name = gdir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let st = harness::backend::run::run_verl(gdir, &name, rec, cfg, Path::new("."))?;
+        println!(
+            "{} {} ({}) step {}/{}",
+            st.state, st.label, st.id, st.step, st.total_steps
+        );
+        return match st.state {
+            RunState::Done => Ok(()),
+            _ => Err(Failure {
+                code: 1,
+                err: anyhow!("{}", st.error.unwrap_or_default()),
+            }),
+        };
+    }
     let threads = a.threads.map(|t| t as usize).unwrap_or_else(cores);
     tch::set_num_threads(threads as i32);
     let device = match &a.device {

@@ -18,3 +18,4 @@ mod report;
 mod report_files;
 mod run_dir;
 mod scripts;
+mod verl_backend;

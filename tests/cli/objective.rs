@@ -102,7 +102,7 @@ fn run_case(case: &Value, dir: &Path, i: usize) -> Vec<String> {
 }
 
 /// Every case of a fixture file, a few CLI processes at a time.
-fn check_file(name: &str) {
+pub(super) fn check_file(name: &str) {
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();

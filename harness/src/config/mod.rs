@@ -17,6 +17,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::path::Path;
 
+pub mod backend;
 pub mod external;
 pub mod inputs;
 pub mod source;
@@ -25,6 +26,7 @@ pub mod validate;
 
 pub use crate::model::lora::LoraConfig;
 pub use crate::model::MoeImpl;
+pub use backend::{BackendConfig, RolloutEngine, VerlBackend};
 pub use source::{KeyPath, Seg};
 
 /// One problem of a config: where (key path) and what.
@@ -98,6 +100,9 @@ pub struct RawRunConfig {
     pub eval: EvalConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Which trainer runs it (`harness` by default; `verl`: see `crate::backend::verl`).
+    #[serde(default, skip_serializing_if = "BackendConfig::is_harness")]
+    pub backend: BackendConfig,
 }
 
 impl RawRunConfig {
@@ -122,6 +127,8 @@ pub struct RunSettings {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub checkpoint: CheckpointConfig,
+    #[serde(skip_serializing_if = "BackendConfig::is_harness")]
+    pub backend: BackendConfig,
 }
 
 /// One run's full, checked configuration. Serialises as the YAML it was read from (with defaults
@@ -160,6 +167,7 @@ impl RunConfig {
                 train: raw.train,
                 eval: raw.eval,
                 checkpoint: raw.checkpoint,
+                backend: raw.backend,
             },
         }
     }
@@ -176,6 +184,7 @@ impl RunConfig {
             train: s.train,
             eval: s.eval,
             checkpoint: s.checkpoint,
+            backend: s.backend,
         }
     }
 
@@ -487,9 +496,12 @@ pub struct TrainConfig {
     pub min_entropy: f64,
     /// Fault injection for testing the divergence guard: make the loss NaN at this step.
     pub fault_nan_at_step: Option<usize>,
-    /// Token budget of one forward/backward pass (rows × padded length): a mini-batch larger
-    /// than this runs as several passes whose gradients accumulate before its one AdamW step.
-    /// Unset: one pass per mini-batch.
+    /// Token budget of one forward/backward pass: a mini-batch runs as micro-batches (runs of
+    /// consecutive rows) of at most this many tokens, counted as rows × the micro-batch's padded
+    /// length (its longest prompt plus its longest response); their gradients accumulate before
+    /// the mini-batch's one clip and AdamW step, and the loss is the unsplit mini-batch's. A
+    /// single row longer than the budget is a micro-batch of its own. Unset: one pass per
+    /// mini-batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub micro_batch_tokens: Option<usize>,
 }
@@ -530,6 +542,27 @@ pub struct EvalConfig {
     pub max_new_tokens: Option<usize>,
     /// Sequences generated at once; unset = `rollout.prompts_per_step × rollout.group_size`.
     pub batch_size: Option<usize>,
+    /// Which copy of the policy samples the evaluation: `inference` (the engine, with its
+    /// precision, quantisation and logit noise: the policy as deployed; the default, and the
+    /// behaviour before the key existed) or `trainer` (the trainer's own weights, as trained).
+    /// Not serialised at its default, so run ids of existing grids stay.
+    #[serde(skip_serializing_if = "EvalEngine::is_default")]
+    pub engine: EvalEngine,
+}
+
+/// `eval.engine`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalEngine {
+    #[default]
+    Inference,
+    Trainer,
+}
+
+impl EvalEngine {
+    pub fn is_default(&self) -> bool {
+        *self == EvalEngine::default()
+    }
 }
 
 impl Default for EvalConfig {
@@ -544,6 +577,7 @@ impl Default for EvalConfig {
             top_k: 0,
             max_new_tokens: None,
             batch_size: None,
+            engine: EvalEngine::Inference,
         }
     }
 }

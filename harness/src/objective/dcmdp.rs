@@ -15,6 +15,7 @@
 //! paper's ε 0.24 is `clip_ratio_high: 0.24`). No public code exists: everything here follows
 //! secondary summaries of the paper (see `docs/algorithms.md`).
 use super::agg::AggTotals;
+pub use super::dc_shapes::{penalty, AntiWindup, DualRule, PenaltyShape};
 use super::grpo::{policy_loss, policy_loss_parts, PolicyLossConfig};
 use super::{
     mean_abs_prob_diff, scalar, sum_over, valid, zero_pad, AdvantageInput, Advantages, Algorithm,
@@ -52,6 +53,22 @@ pub struct DcmdpConfig {
     /// Apply the penalty only while δ̄ > c.
     pub gating: bool,
     pub form: DcForm,
+    /// Shape of the per-token penalty (`absolute` as reported; `squared`, `smooth` = Huber).
+    /// The new keys are not serialised at their defaults, so existing run ids stay.
+    #[serde(skip_serializing_if = "PenaltyShape::is_default")]
+    pub penalty: PenaltyShape,
+    /// Width `w` of `squared` / `smooth` (default: `c`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub penalty_width: Option<f64>,
+    /// Anti-windup of the dual update (`none` as reported, `conditional`).
+    #[serde(skip_serializing_if = "AntiWindup::is_default")]
+    pub anti_windup: AntiWindup,
+    /// Rate limit: the largest |Δλ| per step (default: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda_rate: Option<f64>,
+    /// Log the `diag/*` probe each step (a second forward and two extra backwards).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub diagnostics: bool,
 }
 
 impl Default for DcmdpConfig {
@@ -65,6 +82,11 @@ impl Default for DcmdpConfig {
             lambda_max: 10.0,
             gating: true,
             form: DcForm::Loss,
+            penalty: PenaltyShape::Absolute,
+            penalty_width: None,
+            anti_windup: AntiWindup::None,
+            lambda_rate: None,
+            diagnostics: false,
         }
     }
 }
@@ -81,6 +103,20 @@ impl DcmdpConfig {
                 out.push(ConfigProblem::new(key, format!("must be >= 0, got {v}")));
             }
         }
+        for (key, v) in [
+            ("penalty_width", self.penalty_width),
+            ("lambda_rate", self.lambda_rate),
+        ] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                out.push(ConfigProblem::new(key, format!("must be > 0, got {v}")));
+            }
+        }
+        if self.penalty != PenaltyShape::Absolute && self.penalty_width.is_none() && self.c <= 0.0 {
+            out.push(ConfigProblem::new(
+                "penalty_width",
+                "needed by a squared/smooth penalty when c = 0".to_string(),
+            ));
+        }
         if !(self.lambda_0.is_finite() && (0.0..=self.lambda_max).contains(&self.lambda_0)) {
             out.push(ConfigProblem::new(
                 "lambda_0",
@@ -91,6 +127,21 @@ impl DcmdpConfig {
             ));
         }
         out
+    }
+
+    /// The penalty's width: `penalty_width`, else `c`.
+    pub fn width(&self) -> f64 {
+        self.penalty_width.unwrap_or(self.c)
+    }
+
+    pub fn dual_rule(&self) -> DualRule {
+        DualRule {
+            c: self.c,
+            eta: self.eta_lambda,
+            lambda_max: self.lambda_max,
+            rate: self.lambda_rate,
+            anti_windup: self.anti_windup,
+        }
     }
 }
 
@@ -107,18 +158,35 @@ pub struct DcmdpStep<'a> {
     pub lambda: f64,
     /// The gate is open (δ̄ > c, or gating off).
     pub active: bool,
+    /// The penalty's shape and width (`form: loss`).
+    pub shape: PenaltyShape,
+    pub width: f64,
 }
 
 /// DC-GRPO's loss. With the gate closed or λ = 0 it is GRPO's loss, bitwise. The penalty covers
 /// the policy loss's tokens (the corrections' mask). Metrics: GRPO's plus `dc/penalty` (the added
 /// term, or the mean advantage shift in `advantage` form) and `dc/gate`.
 pub fn dcmdp_loss(batch: &PolicyBatch, step: &DcmdpStep) -> (Tensor, Metrics) {
+    let (pg, pen, m) = dcmdp_loss_parts(batch, step);
+    match pen {
+        Some(p) => (pg + p, m),
+        None => (pg, m),
+    }
+}
+
+/// [`dcmdp_loss`] as its two terms: the policy term and (`form: loss` with the gate open and
+/// λ ≠ 0) the penalty term `λ·agg(ρ(π_θ − μ))`, for the probe that measures their gradients
+/// separately.
+pub fn dcmdp_loss_parts(
+    batch: &PolicyBatch,
+    step: &DcmdpStep,
+) -> (Tensor, Option<Tensor>, Metrics) {
     let on = step.active && step.lambda != 0.0;
-    let (loss, mut m) = match (on, step.form) {
+    let (loss, pen, mut m) = match (on, step.form) {
         (false, _) => {
             let (l, mut m) = policy_loss(batch, step.policy);
             m.insert("dc/penalty".into(), 0.0);
-            (l, m)
+            (l, None, m)
         }
         (true, DcForm::Loss) => {
             let (l, mut m, corrected) = policy_loss_parts(batch, step.policy);
@@ -127,9 +195,10 @@ pub fn dcmdp_loss(batch: &PolicyBatch, step: &DcmdpStep) -> (Tensor, Metrics) {
             let pi = zero_pad(batch.logp, &v).exp();
             let mu = zero_pad(&batch.rollout_logp.detach(), &v).exp();
             let agg = step.policy.agg();
-            let pen = agg.apply(&(pi - mu).abs(), kept, &batch.totals(kept)) * step.lambda;
+            let rho = penalty(&(pi - mu), step.shape, step.width);
+            let pen = agg.apply(&rho, kept, &batch.totals(kept)) * step.lambda;
             m.insert("dc/penalty".into(), scalar(&pen));
-            (l + pen, m)
+            (l, Some(pen), m)
         }
         (true, DcForm::Advantage) => {
             let v = valid(batch.mask);
@@ -145,11 +214,11 @@ pub fn dcmdp_loss(batch: &PolicyBatch, step: &DcmdpStep) -> (Tensor, Metrics) {
             let kept = &corrected.kept;
             let mean_shift = batch.totals(kept).per_token(sum_over(&shift, kept));
             m.insert("dc/penalty".into(), mean_shift);
-            (l, m)
+            (l, None, m)
         }
     };
     m.insert("dc/gate".into(), if step.active { 1.0 } else { 0.0 });
-    (loss, m)
+    (loss, pen, m)
 }
 
 /// DC-GRPO with its multiplier.
@@ -158,6 +227,8 @@ pub struct Dcmdp {
     lambda: f64,
     /// This step's δ̄ from [`Algorithm::begin_step`]; without it the gate uses the mini-batch's.
     step_delta_bar: Option<f64>,
+    /// The previous step's δ̄ (conditional anti-windup), checkpointed.
+    prev_delta_bar: Option<f64>,
 }
 
 impl Dcmdp {
@@ -167,6 +238,26 @@ impl Dcmdp {
             cfg,
             lambda,
             step_delta_bar: None,
+            prev_delta_bar: None,
+        }
+    }
+
+    pub fn config(&self) -> &DcmdpConfig {
+        &self.cfg
+    }
+
+    /// The loss settings of a mini-batch (the step's δ̄ from `begin_step`, else the batch's own).
+    fn step_for(&self, batch: &PolicyBatch) -> DcmdpStep<'_> {
+        let delta_bar = self
+            .step_delta_bar
+            .unwrap_or_else(|| mean_abs_prob_diff(batch.old_logp, batch.rollout_logp, batch.mask));
+        DcmdpStep {
+            policy: &self.cfg.policy,
+            form: self.cfg.form,
+            lambda: self.lambda,
+            active: self.gate_open(delta_bar),
+            shape: self.cfg.penalty,
+            width: self.cfg.width(),
         }
     }
 
@@ -197,32 +288,32 @@ impl Algorithm for Dcmdp {
     }
 
     fn loss(&self, batch: &PolicyBatch) -> (Tensor, Metrics) {
-        let delta_bar = self
-            .step_delta_bar
-            .unwrap_or_else(|| mean_abs_prob_diff(batch.old_logp, batch.rollout_logp, batch.mask));
-        let step = DcmdpStep {
-            policy: &self.cfg.policy,
-            form: self.cfg.form,
-            lambda: self.lambda,
-            active: self.gate_open(delta_bar),
-        };
-        let (loss, mut m) = dcmdp_loss(batch, &step);
+        let (loss, mut m) = dcmdp_loss(batch, &self.step_for(batch));
         m.insert("dc/lambda".into(), self.lambda);
         (loss, m)
+    }
+
+    fn wants_probe(&self) -> bool {
+        self.cfg.diagnostics
+    }
+
+    fn loss_parts(&self, batch: &PolicyBatch) -> Vec<(&'static str, Tensor)> {
+        let (pg, pen, _) = dcmdp_loss_parts(batch, &self.step_for(batch));
+        let mut out = vec![("policy", pg)];
+        out.extend(pen.map(|p| ("penalty", p)));
+        out
     }
 
     /// Metrics: `dc/lambda` (the λ this step used), `dc/lambda_next`, `dc/delta_bar`,
     /// `dc/violation` (δ̄ − c), `dc/gate`.
     fn end_step(&mut self, step: &StepStats) -> Metrics {
         let used = self.lambda;
-        self.lambda = dual_update(
-            used,
-            step.delta_bar,
-            self.cfg.c,
-            self.cfg.eta_lambda,
-            self.cfg.lambda_max,
-        );
+        self.lambda = self
+            .cfg
+            .dual_rule()
+            .next(used, step.delta_bar, self.prev_delta_bar);
         self.step_delta_bar = None;
+        self.prev_delta_bar = Some(step.delta_bar);
         let mut m = Metrics::new();
         m.insert("dc/lambda".into(), used);
         m.insert("dc/lambda_next".into(), self.lambda);
@@ -239,8 +330,14 @@ impl Algorithm for Dcmdp {
 
     /// `lambda_bits` carries λ exactly (serde_json's float parsing may round the last bit, which
     /// would break bitwise resume); `lambda` is there for people reading the checkpoint.
+    /// `prev_delta_bar_bits` (conditional anti-windup only) likewise.
     fn state(&self) -> serde_json::Value {
-        serde_json::json!({ "lambda": self.lambda, "lambda_bits": self.lambda.to_bits() })
+        let mut s =
+            serde_json::json!({ "lambda": self.lambda, "lambda_bits": self.lambda.to_bits() });
+        if let (AntiWindup::Conditional, Some(p)) = (self.cfg.anti_windup, self.prev_delta_bar) {
+            s["prev_delta_bar_bits"] = p.to_bits().into();
+        }
+        s
     }
 
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), String> {
@@ -258,6 +355,10 @@ impl Algorithm for Dcmdp {
             ));
         }
         self.lambda = lambda;
+        self.prev_delta_bar = state
+            .get("prev_delta_bar_bits")
+            .and_then(serde_json::Value::as_u64)
+            .map(f64::from_bits);
         Ok(())
     }
 }
@@ -284,6 +385,8 @@ mod tests {
             form,
             lambda,
             active,
+            shape: PenaltyShape::Absolute,
+            width: 1e-3,
         }
     }
 

@@ -36,6 +36,7 @@ pub mod advantage;
 pub mod agg;
 pub mod batch_io;
 pub mod correction;
+pub mod dc_shapes;
 pub mod dcmdp;
 pub mod dppo;
 pub mod drpo;
@@ -301,6 +302,18 @@ pub trait Algorithm: Send {
     /// A KL penalty (loss or reward) needs π_ref's log-probs.
     fn needs_ref_policy(&self) -> bool {
         false
+    }
+
+    /// The diagnostics probe ([`loss_parts`](Algorithm::loss_parts)) is on. Default: off.
+    fn wants_probe(&self) -> bool {
+        false
+    }
+
+    /// The loss as named terms whose sum is [`loss`](Algorithm::loss)'s value, for the probe's
+    /// per-term gradient norms (DCMDP: `policy` and, while the penalty is on, `penalty`).
+    /// Default: the whole loss as `policy`.
+    fn loss_parts(&self, batch: &PolicyBatch) -> Vec<(&'static str, Tensor)> {
+        vec![("policy", self.loss(batch).0)]
     }
 
     /// State to save in checkpoints, as JSON (`{"lambda": …}` for DCMDP, `null` otherwise).

@@ -43,6 +43,7 @@ fn grid(points: &[(&str, &[(i64, f64)])]) -> GridResults {
         axes: vec![],
         cases: points.iter().map(|(l, _)| l.to_string()).collect(),
         runs: records,
+        overrides: vec![],
     };
     GridResults::from_parts(Path::new("out/g"), manifest, runs)
 }

@@ -39,7 +39,7 @@ impl Critic {
         Ok(Critic { trunk, head, opt })
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
+    pub(crate) fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()
             .into_iter()
             .map(|(_, t)| t)

@@ -51,7 +51,11 @@ mod tests;
 #[cfg(test)]
 mod tests_checkpoint;
 #[cfg(test)]
+mod tests_dcgrpo;
+#[cfg(test)]
 mod tests_gpu_path;
+#[cfg(test)]
+mod tests_micro;
 #[cfg(test)]
 mod tests_paths;
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::guard::Guard;
 use super::reference::Reference;
 use super::sft;
 use super::step::{repeat_prompts, rewards};
-use crate::config::RunConfig;
+use crate::config::{EvalEngine, RunConfig};
 use crate::objective::{build_algorithm, Algorithm, Metrics};
 use crate::rollout::discrepancy::precision_kind;
 use crate::rollout::{Engine, SamplingParams};
@@ -202,9 +202,10 @@ impl<'a> Trainer<'a> {
 
     // ---- evaluation ----
 
-    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed) with
-    /// the evaluation protocol's k per set and sampling ([`crate::task::eval`]), whole problems
-    /// per engine call, up to `eval.batch_size` sequences (at least one problem).
+    /// avg@k / pass@k on each held-out set, sampled by the inference engine (as deployed) or,
+    /// with `eval.engine: trainer`, by the trainer's own weights, with the evaluation protocol's
+    /// k per set and sampling ([`crate::task::eval`]), whole problems per engine call, up to
+    /// `eval.batch_size` sequences (at least one problem).
     pub fn evaluate(&self, step: usize) -> Metrics {
         tch::manual_seed(step_seed(self.seed, step, 2));
         let e = &self.cfg.eval;
@@ -222,7 +223,13 @@ impl<'a> Trainer<'a> {
             let k = eval::k_for(e, &name);
             let mut r = Vec::with_capacity(problems.len() * k);
             for chunk in problems.chunks(eval::sequences_per_call(self.cfg, k) / k) {
-                let ro = self.engine.generate(&repeat_prompts(chunk, k), &sampling);
+                let prompts = repeat_prompts(chunk, k);
+                let ro = match e.engine {
+                    EvalEngine::Inference => self.engine.generate(&prompts, &sampling),
+                    EvalEngine::Trainer => {
+                        crate::rollout::generate(&self.actor.model, &prompts, &sampling)
+                    }
+                };
                 r.extend(rewards(self.task.as_ref(), chunk, &ro.response_ids, k));
             }
             let correct: Vec<Vec<bool>> = r

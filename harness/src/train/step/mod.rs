@@ -10,6 +10,7 @@
 //! Then the engine syncs (or lags). The loop knows the algorithm only through
 //! [`Algorithm`](crate::objective::Algorithm) and the components it asked for.
 mod collect;
+mod probe;
 mod report;
 mod score;
 mod update;
@@ -56,6 +57,7 @@ impl Trainer<'_> {
         let old_log_prob = scores.seconds;
         let (batch, fused) = scores.into_batch(&collected, adv);
         let lr = lr_at(&self.cfg.optim, step - 1, self.cfg.train.steps);
+        metrics.extend(self.probe_before(&batch));
         let update = match self.update(step, &batch, fused, entropy, lr) {
             Updated::Done(u) => u,
             Updated::Diverged {
@@ -71,6 +73,7 @@ impl Trainer<'_> {
         metrics.extend(update.means.clone());
         metrics.extend(self.algo.end_step(&stats));
         self.engine.sync(&self.actor.model);
+        metrics.extend(self.probe_after(&batch));
         let timings = report::Timings {
             start,
             old_log_prob,

@@ -72,10 +72,11 @@ impl Scores {
 }
 
 impl Trainer<'_> {
-    /// Whether π_old comes from the update's own forward (see [`Scores::fused`]).
+    /// Whether π_old comes from the update's own forward (see [`Scores::fused`]). Not with
+    /// micro-batches: the whole batch's graph is what they avoid holding.
     pub fn fused_old_logp(&self) -> bool {
         let t = &self.cfg.train;
-        t.ppo_epochs == 1 && t.mini_batches == 1 && !t.recompute
+        t.ppo_epochs == 1 && t.mini_batches == 1 && !t.recompute && t.micro_batch_tokens.is_none()
     }
 
     /// Stage 2: π_old, π_ref and V_old of the collected rows.

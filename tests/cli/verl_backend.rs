@@ -1,0 +1,240 @@
+//! The verl backend (`harness::backend`, `python/harness_verl/`), against fixtures that verl 0.9.1
+//! and the plugins made (`tests/fixtures/verl_backend/make_fixtures.py`): the plugins' losses,
+//! metrics and gradients equal `harness objective`'s; λ's trajectory, data-parallel δ̄ and
+//! checkpoint round trip equal the harness's dual update; verl's file-logger output becomes the
+//! run's metrics.jsonl / eval.jsonl; `run --dry-run` prints the paper grids' verl launches, whose
+//! overrides are the ones verl's real config was composed with (`composed.json`).
+use super::model::harness;
+use harness::config::RawRunConfig;
+use harness::objective::dcmdp::dual_update;
+use harness::objective::{Algorithm, Dcmdp, DcmdpConfig, StepStats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verl_backend")
+}
+
+fn json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn verl_plugins_match_the_harness() {
+    // Batches are tests/fixtures/verl/'s; the case file is ours.
+    super::objective::check_file("../verl_backend/plugins.json");
+}
+
+#[test]
+fn verl_plugin_dual_update_is_the_harness_s() {
+    let d = json("dual.json");
+    let c = &d["config"];
+    let f = |k: &str| c[k].as_f64().unwrap();
+    let mut lam = f("lambda_0");
+    let mut algo = Dcmdp::new(DcmdpConfig {
+        c: f("c"),
+        lambda_0: lam,
+        eta_lambda: f("eta_lambda"),
+        lambda_max: f("lambda_max"),
+        ..DcmdpConfig::default()
+    });
+    let deltas = d["deltas"].as_array().unwrap();
+    for (i, delta) in deltas.iter().enumerate() {
+        let delta = delta.as_f64().unwrap();
+        lam = dual_update(lam, delta, f("c"), f("eta_lambda"), f("lambda_max"));
+        let stats = StepStats::new(delta);
+        algo.begin_step(&stats);
+        let m = algo.end_step(&stats);
+        let want = d["lambdas"][i].as_f64().unwrap();
+        assert_eq!(lam.to_bits(), want.to_bits(), "step {i}");
+        assert_eq!(m["dc/lambda_next"].to_bits(), want.to_bits(), "step {i}");
+        assert_eq!(
+            m["dc/gate"],
+            d["gates"][i].as_f64().unwrap(),
+            "gate at step {i}"
+        );
+    }
+    // The checkpoint hook restored the last λ exactly, with the step count.
+    assert_eq!(
+        d["checkpoint"]["lambda_restored"]
+            .as_f64()
+            .unwrap()
+            .to_bits(),
+        lam.to_bits()
+    );
+    assert_eq!(
+        d["checkpoint"]["steps"].as_u64().unwrap(),
+        deltas.len() as u64
+    );
+
+    // The update hook on the whole batch, and two gloo ranks with half the rows each: δ̄ is the
+    // harness's δ̄ of the whole batch, and both ranks hold the same λ.
+    let b =
+        harness::objective::batch_io::DumpedBatch::load(&dir().join("../verl/batch.safetensors"))
+            .unwrap();
+    let whole = StepStats::from_logps(&b.old_logp, &b.rollout_logp, &b.mask).delta_bar;
+    let hook = &d["hook_step"];
+    assert!((hook["dc/delta_bar"].as_f64().unwrap() - whole).abs() < 1e-12);
+    let want_next = dual_update(lam, whole, f("c"), f("eta_lambda"), f("lambda_max"));
+    assert!((hook["dc/lambda_next"].as_f64().unwrap() - want_next).abs() < 1e-12);
+    let dp = &d["data_parallel"];
+    let ranks = dp["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 2);
+    assert_eq!(ranks[0], ranks[1], "ranks disagree");
+    let rank_delta = ranks[0]["delta_bar"].as_f64().unwrap();
+    assert!(
+        (rank_delta - whole).abs() < 1e-12,
+        "{rank_delta} vs {whole}"
+    );
+    let l0 = dp["lambda_0"].as_f64().unwrap();
+    let want = dual_update(l0, whole, dp["c"].as_f64().unwrap(), 1.0, 10.0);
+    assert!((ranks[0]["lambda"].as_f64().unwrap() - want).abs() < 1e-12);
+}
+
+#[test]
+fn verl_file_log_becomes_the_run_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir().join("verl_metrics.jsonl"),
+        tmp.path().join(harness::backend::verl::VERL_LOG),
+    )
+    .unwrap();
+    harness::backend::verl_log::ingest(tmp.path()).unwrap();
+    let rows = harness::rundir::logs::read_jsonl(&tmp.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2]["step"], 3.0);
+    assert!((rows[0]["critic/score/mean"] - 0.35).abs() < 1e-12);
+    assert!((rows[1]["actor/pg_loss"] + 0.02).abs() < 1e-12);
+    assert!((rows[2]["dc/lambda"] - 0.103).abs() < 1e-12);
+    assert!(rows
+        .iter()
+        .all(|r| !r.keys().any(|k| k.starts_with("val-"))));
+    let eval = harness::rundir::logs::read_jsonl(&tmp.path().join("eval.jsonl")).unwrap();
+    assert_eq!(eval.len(), 1);
+    assert_eq!(eval[0]["eval/aime24/avg@32"], 0.125);
+    assert_eq!(eval[0]["eval/math500/avg@4"], 0.75);
+    assert_eq!(eval[0]["eval/aime24/reward/mean@32"], 0.125);
+    for f in ["metrics.parquet", "eval.parquet"] {
+        assert!(tmp.path().join(f).exists(), "{f}");
+    }
+}
+
+/// Every run's `# label (id)` and command of a dry run.
+fn dry_run(grid: &str, out: &Path) -> Vec<(String, String)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let o = harness()
+        .current_dir(&root)
+        .args(["run", grid, "--dry-run", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .chunks(2)
+        .map(|c| (c[0].to_string(), c[1].to_string()))
+        .collect()
+}
+
+/// The Hydra overrides of a printed command (after `--`), unquoted, with the run directory
+/// replaced by `RUN`.
+fn overrides_of(cmd: &str, run_dir: &str) -> Vec<String> {
+    let tail = cmd.split(" -- ").nth(1).unwrap();
+    tail.split(' ')
+        .map(|w| w.trim_matches('\'').replace(run_dir, "RUN"))
+        .collect()
+}
+
+#[test]
+fn verl_dry_run_prints_the_paper_launches() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (grid, nnodes) in [
+        ("experiments/paper-qwen3-8b-verl.yaml", 2),
+        ("experiments/paper-qwen3-30b-a3b-verl.yaml", 4),
+    ] {
+        let runs = dry_run(grid, tmp.path());
+        assert_eq!(runs.len(), 4, "{grid}");
+        for (label, cmd) in &runs {
+            assert!(cmd.contains("-m harness_verl.launch"), "{cmd}");
+            assert!(cmd.contains(&format!("trainer.nnodes={nnodes}")), "{cmd}");
+            let dcmdp = label.contains("dcmdp");
+            assert_eq!(cmd.contains("loss_mode=harness_dcmdp"), dcmdp, "{label}");
+            assert_eq!(cmd.contains("HARNESS_VERL_PLUGIN="), dcmdp, "{label}");
+            assert_eq!(
+                cmd.contains("rollout.quantization=fp8"),
+                label.contains("fp8-e4m3"),
+                "{label}"
+            );
+        }
+    }
+    // The DC-GRPO / FP8 run of the 8B grid: its overrides are the ones composed with verl's
+    // real config (make_fixtures.py → composed.json).
+    let runs = dry_run("experiments/paper-qwen3-8b-verl.yaml", tmp.path());
+    let (label, cmd) = runs
+        .iter()
+        .find(|(l, _)| l.contains("dcmdp") && l.contains("fp8-e4m3"))
+        .unwrap();
+    let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
+    let run_dir = tmp
+        .path()
+        .join("paper-qwen3-8b-verl/runs")
+        .join(id)
+        .display()
+        .to_string();
+    let got = overrides_of(cmd, &run_dir);
+    let path = dir().join("overrides.txt");
+    if std::env::var_os("HARNESS_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, got.join("\n") + "\n").unwrap();
+    }
+    let want: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        got, want,
+        "overrides changed: rerun with HARNESS_UPDATE_FIXTURES=1, then make_fixtures.py"
+    );
+    let composed = json("composed.json");
+    assert_eq!(composed["overrides"].as_u64().unwrap(), want.len() as u64);
+    let v = &composed["values"];
+    assert_eq!(
+        v["actor_rollout_ref.actor.policy_loss.loss_mode"],
+        "harness_dcmdp"
+    );
+    assert_eq!(v["actor_rollout_ref.rollout.quantization"], "fp8");
+    assert_eq!(v["data.train_batch_size"], 64);
+    assert_eq!(v["actor_rollout_ref.rollout.n"], 8);
+    assert_eq!(v["data.max_response_length"], 8192);
+    assert_eq!(v["algorithm.rollout_correction.rollout_is"], "token");
+}
+
+#[test]
+fn verl_unmapped_settings_are_errors_with_key_paths() {
+    let raw: RawRunConfig = serde_yaml::from_str(
+        "model: { name: tiny-qwen3 }\ntask: { name: addition }\n\
+         algorithm: { name: dppo, divergence: topk-tv }\n\
+         rollout: { engine: { staleness: 2, logit_noise: 0.1 } }\n\
+         backend: { name: verl, nnodes: 2 }\n",
+    )
+    .unwrap();
+    let errs = raw.check().unwrap_err().to_string();
+    for key in [
+        "model.name",
+        "task.name",
+        "algorithm.divergence",
+        "rollout.engine.staleness",
+        "rollout.engine.logit_noise",
+        "train.precision",
+    ] {
+        assert!(errs.contains(key), "{key} missing from:\n{errs}");
+    }
+    // A harness run with the same knobs is fine, and `backend` is not serialised at its default.
+    let raw: RawRunConfig = serde_yaml::from_str(
+        "model: { name: tiny-qwen3 }\ntask: { name: addition }\nalgorithm: { name: grpo }\n",
+    )
+    .unwrap();
+    let cfg = raw.check().unwrap();
+    assert!(!serde_yaml::to_string(&cfg).unwrap().contains("backend"));
+}

@@ -335,6 +335,32 @@ impl Qwen3 {
         }
     }
 
+    /// `named_parameters` as the forward uses them: LoRA adapters merged in and 1-byte weights
+    /// dequantised (fresh tensors there, shared storage elsewhere).
+    pub fn effective_named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut fresh: std::collections::HashMap<String, Tensor> = Default::default();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (path, proj) in layer.projections() {
+                if proj.lora.is_some() || proj.quant.is_some() {
+                    fresh.insert(format!("{p}.{path}.weight"), proj.effective());
+                }
+            }
+            if let Mlp::Sparse(m) = &layer.mlp {
+                for (n, t) in m.dequantised_experts() {
+                    fresh.insert(format!("{p}.mlp.{n}"), t);
+                }
+            }
+        }
+        self.named_parameters()
+            .into_iter()
+            .map(|(n, t)| match fresh.remove(&n) {
+                Some(f) => (n, f),
+                None => (n, t),
+            })
+            .collect()
+    }
+
     /// The scales of the weights kept quantised, named `<weight name>_scale`.
     pub fn quant_scales(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![];

@@ -130,6 +130,19 @@ impl MoeBlock {
         ]
     }
 
+    /// The stacked experts dequantised, named as in `named_parameters` (none when not quantised).
+    pub(crate) fn dequantised_experts(&self) -> Vec<(String, Tensor)> {
+        if self.quant.is_none() {
+            return vec![];
+        }
+        let [g, u, d] = self.expert_weights();
+        vec![
+            ("experts.gate_proj".into(), g),
+            ("experts.up_proj".into(), u),
+            ("experts.down_proj".into(), d),
+        ]
+    }
+
     /// The stacked expert weights to compute with (this layer's, dequantised when quantised).
     fn expert_weights(&self) -> [Tensor; 3] {
         let q = |i: usize| self.quant.as_ref().map(|q| &q[i]);

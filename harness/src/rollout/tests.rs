@@ -799,6 +799,10 @@ fn one_byte_engine_equals_the_fake_quantised_copy() {
                 }
             }
             assert_eq!(2 * one_byte, bf16, "{tag}: 1 byte per weight");
+            let eff = e.model().effective_named_parameters();
+            for ((name, a), (_, b)) in eff.iter().zip(r.named_parameters()) {
+                assert!(a.equal(&b), "{tag}: dequantised {name} = fake-quantised");
+            }
             let (own, reference) = (
                 e.own_weight_bytes(),
                 r.named_parameters()

@@ -425,9 +425,10 @@ fn shared_prefix_scoring_equals_full_forward_with_gradients() {
     }
 }
 
-/// `rollout.max_num_seqs`: every wave size gives the same rows as one wave holding them all
-/// (tokens, masks, finish reasons, experts bitwise; log-probs bitwise on the CPU, checked to 1e-6
-/// so that a GEMM that sums differently for another batch size would still pass the intent).
+/// `rollout.max_num_seqs`: every wave size gives the same rows as one wave holding them all:
+/// tokens, masks, finish reasons, top-K ids and experts bitwise; log-probs to 1e-5 (a wave of
+/// one row runs its matmuls as matrix-vector products, which sum in another order: measured
+/// 5.7e-6 on the CPU).
 #[test]
 fn waves_give_the_same_rollouts_as_one_batch() {
     let _rng = crate::rng_lock();
@@ -465,7 +466,7 @@ fn waves_give_the_same_rollouts_as_one_batch() {
                 .abs()
                 .max()
                 .double_value(&[]);
-            assert!(d <= 1e-6, "{tag}: log-probs differ by {d:e}");
+            assert!(d <= 1e-5, "{tag}: log-probs differ by {d:e}");
             let (tv, ti) = ro.topk.as_ref().unwrap();
             assert!(ti.equal(&one.topk.as_ref().unwrap().1), "{tag}: top-K ids");
             assert!(

@@ -470,7 +470,7 @@ fn waves_give_the_same_rollouts_as_one_batch() {
             let (tv, ti) = ro.topk.as_ref().unwrap();
             assert!(ti.equal(&one.topk.as_ref().unwrap().1), "{tag}: top-K ids");
             assert!(
-                tv.allclose(&one.topk.as_ref().unwrap().0, 0.0, 1e-6, true),
+                tv.allclose(&one.topk.as_ref().unwrap().0, 0.0, 1e-5, true),
                 "{tag}"
             );
             for (a, b) in ro.engine_experts.iter().zip(&one.engine_experts) {

@@ -252,8 +252,7 @@ pub fn decode(a: DecodeArgs) -> CliResult {
         top_k: 0,
         stop_tokens: vec![],
         pad_token: 0,
-        topk_logprobs: 0,
-        logit_noise: 0.0,
+        ..SamplingParams::default()
     };
     let mut generated = 0i64;
     let s = time_it(&a.common, device, || {

@@ -5,9 +5,10 @@
 //! (master weights; cast to the compute dtype on use); the base keeps its dtype and stops requiring
 //! gradients.
 //!
-//! The inference engine never sees adapters: it syncs the merged weights `W + (α/r)·B A`
-//! (`merged_named_parameters`), so the sampler runs plain dense matmuls and every engine knob
-//! (precision, fake quantisation, staleness) applies to the effective weights.
+//! The inference engine at the base's precision without quantisation shares the frozen base
+//! (`Qwen3::share_base`) and keeps its own adapters; otherwise it syncs the merged weights
+//! `W + (α/r)·B A` (`merged_named_parameters`), so every engine knob (precision, quantisation,
+//! staleness) applies to the effective weights.
 //!
 //! MoE: stacked experts get no adapters. On sparse layers only the attention projections are
 //! adapted; `gate_proj`/`up_proj`/`down_proj` adapt the dense MLPs (`mlp_only_layers`) only, and

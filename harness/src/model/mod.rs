@@ -6,6 +6,7 @@ pub mod kv_cache;
 pub mod lora;
 pub mod ops;
 pub mod presets;
+pub mod quant;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod recompute;

@@ -1,6 +1,7 @@
 //! The model's shared tensor ops: projections (`x Wᵀ` with an optional LoRA delta), RMSNorm and
 //! SwiGLU. Dense layers (`qwen3.rs`), MoE experts (`qwen3_moe.rs`) and adapters (`lora.rs`) all
 //! build on these, so none of them imports another for its arithmetic.
+use super::quant::{weight_of, Quantised};
 use tch::{Kind, Tensor};
 
 /// `x Wᵀ`, with `W` cast to the activation's dtype when they differ (fp32 master weights under a
@@ -32,29 +33,53 @@ pub(crate) fn swiglu(x: &Tensor, gate: &Tensor, up: &Tensor, down: &Tensor) -> T
 }
 
 /// A dense projection: the (possibly frozen) base weight `[out, in]` and an optional LoRA adapter.
+/// With `quant`, `w` holds 1-byte quantised values, dequantised on use.
 pub(crate) struct Proj {
     pub(crate) w: Tensor,
     pub(crate) lora: Option<LoraAdapter>,
+    pub(crate) quant: Option<Quantised>,
 }
 
 impl Proj {
     pub(crate) fn new(w: Tensor) -> Self {
-        Proj { w, lora: None }
+        Proj {
+            w,
+            lora: None,
+            quant: None,
+        }
+    }
+
+    /// The weight to compute with (dequantised when stored quantised).
+    pub(crate) fn weight(&self) -> Tensor {
+        weight_of(&self.w, self.quant.as_ref())
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
-        let y = linear(x, &self.w);
+        let y = linear(x, &self.weight());
         match &self.lora {
             None => y,
             Some(a) => y + a.delta(x),
         }
     }
 
+    /// The same base weight (shared storage) with a detached copy of the adapter, if any.
+    pub(crate) fn share_base(&self) -> Proj {
+        Proj {
+            w: self.w.shallow_clone(),
+            lora: self.lora.as_ref().map(|a| LoraAdapter {
+                a: a.a.detach().copy(),
+                b: a.b.detach().copy(),
+                scale: a.scale,
+            }),
+            quant: None,
+        }
+    }
+
     /// The weight the projection applies: `W + (α/r)·B A` with an adapter, else `W` (shared).
     pub(crate) fn effective(&self) -> Tensor {
         match &self.lora {
-            None => self.w.shallow_clone(),
-            Some(a) => a.merged(&self.w),
+            None => self.weight(),
+            Some(a) => a.merged(&self.weight()),
         }
     }
 }

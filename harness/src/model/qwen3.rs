@@ -4,8 +4,10 @@
 use super::config::Qwen3Config;
 use super::kv_cache::KvCache;
 use super::ops::{linear, rms_norm, Proj};
+use super::quant::Quantised;
 use super::qwen3_moe::{load_balancing_loss, MoeBlock, MoeImpl};
 use super::weights::WeightSource;
+use crate::config::{QuantScale, WeightQuant};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -54,6 +56,28 @@ impl Layer {
             out.push(("mlp.down_proj", &mut m.down));
         }
         out
+    }
+
+    /// The same layer sharing every base tensor's storage, with detached copies of the adapters.
+    fn share_base(&self) -> Layer {
+        Layer {
+            input_norm: self.input_norm.shallow_clone(),
+            post_attn_norm: self.post_attn_norm.shallow_clone(),
+            q: self.q.share_base(),
+            k: self.k.share_base(),
+            v: self.v.share_base(),
+            o: self.o.share_base(),
+            q_norm: self.q_norm.shallow_clone(),
+            k_norm: self.k_norm.shallow_clone(),
+            mlp: match &self.mlp {
+                Mlp::Dense(m) => Mlp::Dense(DenseMlp {
+                    gate: m.gate.share_base(),
+                    up: m.up.share_base(),
+                    down: m.down.share_base(),
+                }),
+                Mlp::Sparse(m) => Mlp::Sparse(m.share()),
+            },
+        }
     }
 
     pub(crate) fn projections(&self) -> Vec<(&'static str, &Proj)> {
@@ -216,6 +240,26 @@ impl Qwen3 {
         })
     }
 
+    /// A second model on the same base tensors (no copy: every base parameter shares storage with
+    /// `self`'s) holding detached copies of `self`'s LoRA adapters, which it can change on its own.
+    /// The inference engine of a LoRA run uses this instead of a full copy of the weights.
+    pub fn share_base(&self) -> Qwen3 {
+        Qwen3 {
+            cfg: self.cfg.clone(),
+            kind: self.kind,
+            compute: self.compute,
+            device: self.device,
+            embed: self.embed.shallow_clone(),
+            layers: self.layers.iter().map(Layer::share_base).collect(),
+            norm: self.norm.shallow_clone(),
+            lm_head: self.lm_head.as_ref().map(Tensor::shallow_clone),
+            inv_freq: self.inv_freq.shallow_clone(),
+            router_noise_std: self.router_noise_std,
+            router_kind: self.router_kind,
+            moe_impl: self.moe_impl,
+        }
+    }
+
     /// Dtype the weights are stored in.
     pub fn kind(&self) -> Kind {
         self.kind
@@ -272,6 +316,66 @@ impl Qwen3 {
         out.push(("model.norm.weight".into(), self.norm.shallow_clone()));
         if let Some(w) = &self.lm_head {
             out.push(("lm_head.weight".into(), w.shallow_clone()));
+        }
+        out
+    }
+
+    /// Keep every linear-layer weight (attention and MLP projections, stacked experts) in 1-byte
+    /// storage with fp32 scales, dequantised per layer on use (see `quant`). The weights become
+    /// zeros: fill the values through `named_parameters` and the scales through `quant_scales`.
+    /// `WeightQuant::None` changes nothing.
+    pub fn store_quantised(&mut self, quant: WeightQuant, scale: QuantScale) {
+        for layer in &mut self.layers {
+            for (_, proj) in layer.projections_mut() {
+                proj.quant = Quantised::store(&mut proj.w, quant, scale);
+            }
+            if let Mlp::Sparse(m) = &mut layer.mlp {
+                m.store_quantised(quant, scale);
+            }
+        }
+    }
+
+    /// `named_parameters` as the forward uses them: LoRA adapters merged in and 1-byte weights
+    /// dequantised (fresh tensors there, shared storage elsewhere).
+    pub fn effective_named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut fresh: std::collections::HashMap<String, Tensor> = Default::default();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (path, proj) in layer.projections() {
+                if proj.lora.is_some() || proj.quant.is_some() {
+                    fresh.insert(format!("{p}.{path}.weight"), proj.effective());
+                }
+            }
+            if let Mlp::Sparse(m) = &layer.mlp {
+                for (n, t) in m.dequantised_experts() {
+                    fresh.insert(format!("{p}.mlp.{n}"), t);
+                }
+            }
+        }
+        self.named_parameters()
+            .into_iter()
+            .map(|(n, t)| match fresh.remove(&n) {
+                Some(f) => (n, f),
+                None => (n, t),
+            })
+            .collect()
+    }
+
+    /// The scales of the weights kept quantised, named `<weight name>_scale`.
+    pub fn quant_scales(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (path, proj) in layer.projections() {
+                if let Some(q) = &proj.quant {
+                    out.push((format!("{p}.{path}.weight_scale"), q.scale.shallow_clone()));
+                }
+            }
+            if let Mlp::Sparse(m) = &layer.mlp {
+                for (n, t) in m.quant_scales() {
+                    out.push((format!("{p}.mlp.{n}"), t));
+                }
+            }
         }
         out
     }

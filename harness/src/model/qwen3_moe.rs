@@ -5,7 +5,9 @@
 //! counts). `MoeImpl::Auto` picks grouped on CUDA and the loop on CPU.
 use super::config::Qwen3Config;
 use super::ops::{linear, swiglu};
+use super::quant::{weight_of, Quantised};
 use super::weights::WeightSource;
+use crate::config::{QuantScale, WeightQuant};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -52,6 +54,8 @@ pub struct MoeBlock {
     down: Tensor,
     top_k: i64,
     norm_topk_prob: bool,
+    /// 1-byte storage of `gate`, `up`, `down` (quantised inference copy).
+    quant: Option<[Quantised; 3]>,
 }
 
 impl MoeBlock {
@@ -86,7 +90,67 @@ impl MoeBlock {
             down: stack(src, "down_proj", [h, i])?,
             top_k: m.num_experts_per_tok as i64,
             norm_topk_prob: m.norm_topk_prob,
+            quant: None,
         })
+    }
+
+    /// The same block sharing every tensor's storage.
+    pub(crate) fn share(&self) -> MoeBlock {
+        MoeBlock {
+            router: self.router.shallow_clone(),
+            gate: self.gate.shallow_clone(),
+            up: self.up.shallow_clone(),
+            down: self.down.shallow_clone(),
+            top_k: self.top_k,
+            norm_topk_prob: self.norm_topk_prob,
+            quant: None,
+        }
+    }
+
+    /// Keep the stacked experts in 1-byte storage (zeroed; fill through `named_parameters` and
+    /// `quant_scales`).
+    pub(crate) fn store_quantised(&mut self, quant: WeightQuant, scale: QuantScale) {
+        let g = Quantised::store(&mut self.gate, quant, scale);
+        let u = Quantised::store(&mut self.up, quant, scale);
+        let d = Quantised::store(&mut self.down, quant, scale);
+        if let (Some(g), Some(u), Some(d)) = (g, u, d) {
+            self.quant = Some([g, u, d]);
+        }
+    }
+
+    /// Scales of the quantised experts, named as in `named_parameters` plus `_scale`.
+    pub(crate) fn quant_scales(&self) -> Vec<(String, Tensor)> {
+        let Some([g, u, d]) = &self.quant else {
+            return vec![];
+        };
+        vec![
+            ("experts.gate_proj_scale".into(), g.scale.shallow_clone()),
+            ("experts.up_proj_scale".into(), u.scale.shallow_clone()),
+            ("experts.down_proj_scale".into(), d.scale.shallow_clone()),
+        ]
+    }
+
+    /// The stacked experts dequantised, named as in `named_parameters` (none when not quantised).
+    pub(crate) fn dequantised_experts(&self) -> Vec<(String, Tensor)> {
+        if self.quant.is_none() {
+            return vec![];
+        }
+        let [g, u, d] = self.expert_weights();
+        vec![
+            ("experts.gate_proj".into(), g),
+            ("experts.up_proj".into(), u),
+            ("experts.down_proj".into(), d),
+        ]
+    }
+
+    /// The stacked expert weights to compute with (this layer's, dequantised when quantised).
+    fn expert_weights(&self) -> [Tensor; 3] {
+        let q = |i: usize| self.quant.as_ref().map(|q| &q[i]);
+        [
+            weight_of(&self.gate, q(0)),
+            weight_of(&self.up, q(1)),
+            weight_of(&self.down, q(2)),
+        ]
     }
 
     /// Names relative to `…mlp.`; stacked experts use the `experts.<proj>` names.
@@ -147,50 +211,46 @@ impl MoeBlock {
         let ws = w.reshape([-1]).index_select(0, &order).unsqueeze(-1);
         let counts = flat.bincount::<Tensor>(None, n_experts);
         let i = self.gate.size()[1];
+        let w = self.expert_weights();
         let ys = if moe_impl.grouped(x.device(), x.kind(), h, i) {
-            self.experts_grouped(&xs, &counts)
+            experts_grouped(&xs, &counts, &w)
         } else {
-            self.experts_loop(&xs, &counts)
+            experts_loop(&xs, &counts, &w)
         } * ws;
         let out = x2.zeros_like().index_add(0, &token_of, &ys);
         (out.reshape(&shape), logits)
     }
+}
 
-    /// Experts on expert-sorted rows `xs` via one grouped GEMM per projection.
-    fn experts_grouped(&self, xs: &Tensor, counts: &Tensor) -> Tensor {
-        let offs = counts.cumsum(0, Kind::Int).to_kind(Kind::Int);
-        let k = xs.kind();
-        // `[E, I, H]` transposed to `[E, H, I]` (column-major per expert, the layout the CUDA
-        // kernel wants); `down` `[E, H, I]` → `[E, I, H]`.
-        let mm = |a: &Tensor, w: &Tensor| {
-            a.internal_grouped_mm(&cast(w, k).transpose(1, 2), Some(&offs), None, None::<Kind>)
-        };
-        let g = mm(xs, &self.gate);
-        let u = mm(xs, &self.up);
-        mm(&(g.silu() * u), &self.down)
-    }
+/// Experts `[gate, up, down]` on expert-sorted rows `xs` via one grouped GEMM per projection.
+fn experts_grouped(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
+    let offs = counts.cumsum(0, Kind::Int).to_kind(Kind::Int);
+    let k = xs.kind();
+    // `[E, I, H]` transposed to `[E, H, I]` (column-major per expert, the layout the CUDA
+    // kernel wants); `down` `[E, H, I]` → `[E, I, H]`.
+    let mm = |a: &Tensor, w: &Tensor| {
+        a.internal_grouped_mm(&cast(w, k).transpose(1, 2), Some(&offs), None, None::<Kind>)
+    };
+    let g = mm(xs, &w[0]);
+    let u = mm(xs, &w[1]);
+    mm(&(g.silu() * u), &w[2])
+}
 
-    /// The reference path: one SwiGLU per expert that received tokens.
-    fn experts_loop(&self, xs: &Tensor, counts: &Tensor) -> Tensor {
-        let counts = Vec::<i64>::try_from(counts.to_device(Device::Cpu)).expect("bincount to host");
-        let mut outs = Vec::with_capacity(counts.len());
-        let mut start = 0;
-        for (e, &c) in counts.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let e = e as i64;
-            let xe = xs.narrow(0, start, c);
-            outs.push(swiglu(
-                &xe,
-                &self.gate.get(e),
-                &self.up.get(e),
-                &self.down.get(e),
-            ));
-            start += c;
+/// The reference path: one SwiGLU per expert that received tokens.
+fn experts_loop(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
+    let counts = Vec::<i64>::try_from(counts.to_device(Device::Cpu)).expect("bincount to host");
+    let mut outs = Vec::with_capacity(counts.len());
+    let mut start = 0;
+    for (e, &c) in counts.iter().enumerate() {
+        if c == 0 {
+            continue;
         }
-        Tensor::cat(&outs, 0)
+        let e = e as i64;
+        let xe = xs.narrow(0, start, c);
+        outs.push(swiglu(&xe, &w[0].get(e), &w[1].get(e), &w[2].get(e)));
+        start += c;
     }
+    Tensor::cat(&outs, 0)
 }
 
 /// Switch-Transformer load-balancing loss as in HF `load_balancing_loss_func`: over all sparse

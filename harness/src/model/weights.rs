@@ -139,6 +139,8 @@ pub(crate) fn kind_of(dtype: Dtype) -> Option<Kind> {
         Dtype::F16 => Kind::Half,
         Dtype::F32 => Kind::Float,
         Dtype::F64 => Kind::Double,
+        Dtype::I8 => Kind::Int8,
+        Dtype::F8_E4M3 => Kind::Float8e4m3fn,
         _ => return None,
     })
 }
@@ -149,6 +151,8 @@ pub(crate) fn dtype_of(kind: Kind) -> Result<Dtype> {
         Kind::Half => Dtype::F16,
         Kind::Float => Dtype::F32,
         Kind::Double => Dtype::F64,
+        Kind::Int8 => Dtype::I8,
+        Kind::Float8e4m3fn => Dtype::F8_E4M3,
         k => return Err(Error::Input(format!("cannot save tensors of kind {k:?}"))),
     })
 }

@@ -1,6 +1,7 @@
 //! How the inference copy is made to differ from the trainer: precision, fake-quantised weights
 //! (FP8 e4m3 or int8, per-tensor or per-channel scales), MoE router perturbation.
 use crate::config::{Precision, QuantScale, WeightQuant};
+use crate::model::quant::{dequantise, quantise};
 use tch::{Kind, Tensor};
 
 pub fn precision_kind(p: Precision) -> Kind {
@@ -11,35 +12,20 @@ pub fn precision_kind(p: Precision) -> Kind {
     }
 }
 
-/// Largest finite value of FP8 e4m3fn.
-const FP8_E4M3_MAX: f64 = 448.0;
-
 /// Whether a parameter is a linear-layer weight that real FP8/int8 serving quantises (attention
 /// and MLP projections, experts); embeddings, LM head, norms and the router stay in full precision.
 pub fn is_quantised(name: &str) -> bool {
-    name.contains("_proj")
+    name.contains("_proj") && !name.ends_with("_scale")
 }
 
 /// Fake-quantise `w` (`[out, in]` or stacked `[E, out, in]`): quantise and dequantise in fp32, return
-/// in `w`'s kind. Per-channel scales are per output row.
+/// in `w`'s kind. Per-channel scales are per output row. An engine keeps the quantised values in
+/// 1-byte storage instead (`model::quant`) and dequantises them on use, to the same weights.
 pub fn fake_quant(w: &Tensor, quant: WeightQuant, scale: QuantScale) -> Tensor {
-    let qmax = match quant {
-        WeightQuant::None => return w.shallow_clone(),
-        WeightQuant::Fp8E4m3 => FP8_E4M3_MAX,
-        WeightQuant::Int8 => 127.0,
-    };
-    let wf = w.to_kind(Kind::Float);
-    let amax = match scale {
-        QuantScale::PerTensor => wf.abs().max(),
-        QuantScale::PerChannel => wf.abs().amax(-1, true),
-    };
-    let s = (amax / qmax).clamp_min(1e-12);
-    let x = &wf / &s;
-    let q = match quant {
-        WeightQuant::Fp8E4m3 => x.to_kind(Kind::Float8e4m3fn).to_kind(Kind::Float),
-        _ => x.round().clamp(-qmax, qmax),
-    };
-    (q * s).to_kind(w.kind())
+    match quantise(w, quant, scale) {
+        None => w.shallow_clone(),
+        Some((q, s)) => dequantise(&q, &s, w.kind()),
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,17 @@
 //! The inference engine: its own copy of the weights (in its own precision, optionally fake-quantised,
 //! optionally with router perturbation), synced from the trainer after each update or with a lag.
-use super::discrepancy::{fake_quant, is_quantised, precision_kind};
+//!
+//! With LoRA, an engine at the trainer's base precision and no weight quantisation shares the
+//! trainer's frozen base tensors (no second copy) and holds only its own adapters: syncs, staleness
+//! snapshots and its checkpointed weights are the adapters. It then runs the trainer's forward
+//! (base matmul plus adapter delta) instead of merged weights.
+use super::discrepancy::{is_quantised, precision_kind};
 use super::sampler::{generate, Rollouts, SamplingParams};
 use crate::config::EngineConfig;
+use crate::model::quant::quantise;
 use crate::model::{Qwen3, RandomInit};
 use crate::Result;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use tch::{Device, Tensor};
 
@@ -13,23 +20,84 @@ pub struct Engine {
     cfg: EngineConfig,
     /// Trainer snapshots not yet visible to the engine (staleness).
     pending: VecDeque<Vec<Tensor>>,
+    /// Whether `model` shares the trainer's base and its weights are the adapters.
+    shared_base: bool,
 }
 
 impl Engine {
     /// An inference copy of `trainer` on `device`, applying every knob in `cfg`.
     pub fn new(trainer: &Qwen3, cfg: &EngineConfig, device: Device) -> Result<Self> {
         let kind = precision_kind(cfg.precision);
-        // Shapes come from the config; weights are overwritten right away.
-        let mut model = Qwen3::from_source(&trainer.cfg, &mut RandomInit::zeros(kind, device))?;
+        let shared_base = Self::can_share_base(trainer, cfg, device);
+        let mut model = if shared_base {
+            let mut m = trainer.share_base();
+            m.set_compute_kind(kind);
+            m
+        } else {
+            // Shapes come from the config; weights are overwritten right away.
+            let mut m = Qwen3::from_source(&trainer.cfg, &mut RandomInit::zeros(kind, device))?;
+            m.store_quantised(cfg.weight_quant, cfg.quant_scale);
+            m
+        };
         model.router_noise_std = cfg.router.noise_std;
         model.router_kind = cfg.router.precision.map(precision_kind);
         let mut engine = Engine {
             model,
             cfg: cfg.clone(),
             pending: VecDeque::new(),
+            shared_base,
         };
-        engine.load(&snapshot(trainer));
+        if !shared_base {
+            engine.load(&snapshot(trainer));
+        }
         Ok(engine)
+    }
+
+    /// LoRA, the base stored (and computed) in the engine's precision, no quantisation, same device.
+    pub fn can_share_base(trainer: &Qwen3, cfg: &EngineConfig, device: Device) -> bool {
+        let kind = precision_kind(cfg.precision);
+        trainer.has_lora()
+            && trainer.kind() == kind
+            && trainer.compute_kind() == kind
+            && cfg.weight_quant == crate::config::WeightQuant::None
+            && trainer.device() == device
+    }
+
+    /// Whether the engine shares the trainer's frozen base (its weights are then the adapters).
+    pub fn shares_base(&self) -> bool {
+        self.shared_base
+    }
+
+    /// The tensors `weights` and `set_weights` hold, with their names: the adapters when the base
+    /// is shared, else every base parameter (quantised ones in 1-byte storage) and the
+    /// quantisation scales (`<weight>_scale`).
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        if self.shared_base {
+            self.model.lora_parameters()
+        } else {
+            let mut named = self.model.named_parameters();
+            named.extend(self.model.quant_scales());
+            named
+        }
+    }
+
+    /// Names and shapes of what a staleness snapshot (`pending`) holds: the adapters when the
+    /// base is shared, else the trainer's effective weights (before quantisation).
+    pub fn named_pending_like(&self) -> Vec<(String, Tensor)> {
+        if self.shared_base {
+            self.model.lora_parameters()
+        } else {
+            self.model.named_parameters()
+        }
+    }
+
+    /// Bytes of the weights the engine holds itself (what it shares with the trainer excluded).
+    pub fn own_weight_bytes(&self) -> usize {
+        let named = self.named_weights();
+        named
+            .iter()
+            .map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes())
+            .sum()
     }
 
     pub fn model(&self) -> &Qwen3 {
@@ -39,7 +107,7 @@ impl Engine {
     /// Called after every optimizer step: the engine sees the trainer's weights `staleness`
     /// updates later.
     pub fn sync(&mut self, trainer: &Qwen3) {
-        self.pending.push_back(snapshot(trainer));
+        self.pending.push_back(self.snapshot_of(trainer));
         while self.pending.len() > self.cfg.staleness {
             let w = self.pending.pop_front().unwrap();
             self.load(&w);
@@ -57,26 +125,44 @@ impl Engine {
 
     /// The engine's current weights (what it samples with), for checkpoints.
     pub fn weights(&self) -> Vec<Tensor> {
-        snapshot(&self.model)
+        detached(self.named_weights())
     }
 
     /// Overwrite the engine's weights directly (already quantised), e.g. on resume.
     pub fn set_weights(&mut self, w: &[Tensor]) {
         tch::no_grad(|| {
-            for ((_, mut dst), src) in self.model.named_parameters().into_iter().zip(w) {
+            for ((_, mut dst), src) in self.named_weights().into_iter().zip(w) {
                 dst.copy_(src);
             }
         });
     }
 
+    /// What a sync hands over: the adapters when the base is shared, else the merged weights.
+    fn snapshot_of(&self, model: &Qwen3) -> Vec<Tensor> {
+        if self.shared_base {
+            detached(model.lora_parameters())
+        } else {
+            snapshot(model)
+        }
+    }
+
     fn load(&mut self, weights: &[Tensor]) {
+        if self.shared_base {
+            return self.set_weights(weights);
+        }
         let (q, s) = (self.cfg.weight_quant, self.cfg.quant_scale);
+        let scales: HashMap<String, Tensor> = self.model.quant_scales().into_iter().collect();
         tch::no_grad(|| {
             for ((name, mut dst), src) in self.model.named_parameters().into_iter().zip(weights) {
-                if is_quantised(&name) {
-                    dst.copy_(&fake_quant(src, q, s));
-                } else {
-                    dst.copy_(src);
+                let quantised = is_quantised(&name).then(|| quantise(src, q, s)).flatten();
+                match quantised {
+                    Some((values, scale)) => {
+                        dst.copy_(&values);
+                        scales[&format!("{name}_scale")]
+                            .shallow_clone()
+                            .copy_(&scale);
+                    }
+                    None => dst.copy_(src),
                 }
             }
         });
@@ -98,11 +184,9 @@ impl Engine {
 /// A detached copy of the trainer's effective weights (LoRA adapters merged in; fp32 stays fp32,
 /// cast happens on load).
 fn snapshot(model: &Qwen3) -> Vec<Tensor> {
-    tch::no_grad(|| {
-        model
-            .merged_named_parameters()
-            .into_iter()
-            .map(|(_, t)| t.detach().copy())
-            .collect()
-    })
+    detached(model.merged_named_parameters())
+}
+
+fn detached(named: Vec<(String, Tensor)>) -> Vec<Tensor> {
+    tch::no_grad(|| named.into_iter().map(|(_, t)| t.detach().copy()).collect())
 }

@@ -3,6 +3,7 @@
 pub mod discrepancy;
 pub mod engine;
 pub mod external;
+pub mod noise;
 pub mod sampler;
 pub mod score;
 

@@ -1,9 +1,14 @@
 //! Batched sampling with the KV cache: left-padded prompts, temperature, top-k, top-p, stop tokens.
-//! The prefix is encoded once; each new token costs one single-position forward.
+//! The prefix is encoded once; each new token costs one single-position forward. Rows that finish
+//! (a stop token) leave the running batch and its KV cache, so decode cost follows the live rows.
+//! With `max_num_seqs` the rows are decoded in waves of at most that many (the KV cache holds one
+//! wave); randomness is then keyed by row (see `noise`), so the tokens do not depend on the wave
+//! size.
 //!
 //! `μ` (the engine's log-prob of a sampled token) is `log_softmax(logits / T)` of the engine's
 //! (possibly perturbed) logits, before top-k/top-p truncation, which is what the trainer recomputes
 //! as `π_old`; with `top_k = 0`, `top_p = 1` it is exactly the sampling distribution.
+use super::noise::{Live, SampleNoise};
 use crate::model::{KvCache, Qwen3};
 use tch::{Device, Kind, Tensor};
 
@@ -23,6 +28,12 @@ pub struct SamplingParams {
     pub topk_logprobs: usize,
     /// Std of additive Gaussian noise on the engine's logits (discrepancy knob; 0 = off).
     pub logit_noise: f64,
+    /// Most rows decoded at once (`rollout.max_num_seqs`); `None`: every row in one batch, with
+    /// libtorch's global generator as the randomness (today's draws).
+    pub max_num_seqs: Option<usize>,
+    /// Keep finished rows in the running batch until every row is done (what the sampler did
+    /// before finished rows were dropped). Same output; only for measuring what dropping saves.
+    pub keep_finished_rows: bool,
 }
 
 impl Default for SamplingParams {
@@ -36,6 +47,8 @@ impl Default for SamplingParams {
             pad_token: 0,
             topk_logprobs: 0,
             logit_noise: 0.0,
+            max_num_seqs: None,
+            keep_finished_rows: false,
         }
     }
 }
@@ -69,6 +82,11 @@ pub struct Rollouts {
 /// Left-pad token sequences into `[N, P]` ids and mask.
 pub fn left_pad(seqs: &[Vec<i64>], pad: i64, device: Device) -> (Tensor, Tensor) {
     let p = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    left_pad_to(seqs, p, pad, device)
+}
+
+/// Left-pad token sequences to width `p` (at least the longest).
+fn left_pad_to(seqs: &[Vec<i64>], p: usize, pad: i64, device: Device) -> (Tensor, Tensor) {
     let mut ids = Vec::with_capacity(seqs.len() * p);
     let mut mask = Vec::with_capacity(seqs.len() * p);
     for s in seqs {
@@ -105,111 +123,254 @@ fn filter_logits(logits: Tensor, top_k: usize, top_p: f64) -> Tensor {
 }
 
 /// Sample `params.max_new_tokens` tokens for every prompt with `model` (the inference copy).
-/// Randomness comes from libtorch's global generator: seed it with `tch::manual_seed`.
+/// Randomness comes from libtorch's global generator: seed it with `tch::manual_seed`. With
+/// `max_num_seqs`, rows run in waves of that many and every wave is padded to the step's prompt
+/// width, so the output has the same shapes as one batch.
 pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) -> Rollouts {
     let _guard = tch::no_grad_guard();
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let Some(wave) = params.max_num_seqs else {
+        return generate_wave(model, prompts, width, 0, params, SampleNoise::Global);
+    };
+    let noise = SampleNoise::keyed_from_global();
+    let waves: Vec<Rollouts> = prompts
+        .chunks(wave.max(1))
+        .enumerate()
+        .map(|(i, chunk)| generate_wave(model, chunk, width, (i * wave) as i64, params, noise))
+        .collect();
+    concat(waves)
+}
+
+/// Rows of several waves as one batch.
+fn concat(waves: Vec<Rollouts>) -> Rollouts {
+    if waves.len() == 1 {
+        return waves.into_iter().next().unwrap();
+    }
+    let cat = |f: &dyn Fn(&Rollouts) -> &Tensor| -> Tensor {
+        Tensor::cat(&waves.iter().map(f).collect::<Vec<_>>(), 0)
+    };
+    let topk = waves[0].topk.as_ref().map(|_| {
+        (
+            cat(&|w| &w.topk.as_ref().unwrap().0),
+            cat(&|w| &w.topk.as_ref().unwrap().1),
+        )
+    });
+    let engine_experts = (0..waves[0].engine_experts.len())
+        .map(|l| cat(&|w| &w.engine_experts[l]))
+        .collect();
+    Rollouts {
+        prompt_ids: cat(&|w| &w.prompt_ids),
+        prompt_mask: cat(&|w| &w.prompt_mask),
+        response_ids: cat(&|w| &w.response_ids),
+        response_mask: cat(&|w| &w.response_mask),
+        rollout_logp: cat(&|w| &w.rollout_logp),
+        topk,
+        engine_experts,
+        finish: waves.iter().flat_map(|w| w.finish.clone()).collect(),
+        lengths: waves.iter().flat_map(|w| w.lengths.clone()).collect(),
+    }
+}
+
+/// Per sparse layer, the experts the router picks for the last position of each row, `[rows, k]`
+/// (sorted ids).
+fn last_experts(router_logits: &[Tensor], rows: i64, t: i64, k: i64) -> Vec<Tensor> {
+    router_logits
+        .iter()
+        .map(|rl| {
+            let e = rl.size()[1];
+            let sel = rl
+                .view([rows, t, e])
+                .select(1, t - 1)
+                .topk(k, -1, true, true)
+                .1;
+            sel.sort(-1, false).0
+        })
+        .collect()
+}
+
+/// Encode the prompts `[n, P]` into `cache`; returns the next-token logits `[n, V]` and the router
+/// logits of the prompts' positions per sparse layer (`[n*P, E]`).
+fn prefill(
+    model: &Qwen3,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    cache: &mut KvCache,
+) -> (Tensor, Vec<Tensor>) {
+    // A GRPO group repeats its prompt: prefill each distinct prompt once and share its cache.
+    let groups = super::score::prompt_groups(prompt_ids, prompt_mask);
+    let Some((first, group)) = &groups else {
+        let out = model.forward(prompt_ids, Some(prompt_mask), Some(cache));
+        return (out.logits.select(1, -1), out.router_logits);
+    };
+    let out = model.forward(
+        &prompt_ids.index_select(0, first),
+        Some(&prompt_mask.index_select(0, first)),
+        Some(cache),
+    );
+    cache.select_rows(group);
+    let p = prompt_ids.size()[1];
+    let router = out
+        .router_logits
+        .iter()
+        .map(|rl| {
+            let e = rl.size()[1];
+            rl.view([-1, p, e]).index_select(0, group).view([-1, e])
+        })
+        .collect();
+    (out.logits.select(1, -1).index_select(0, group), router)
+}
+
+/// What each decode step records, full-batch (finished rows: pad / 0 / -inf).
+#[derive(Default)]
+struct Steps {
+    toks: Vec<Tensor>,
+    lps: Vec<Tensor>,
+    masks: Vec<Tensor>,
+    topk_lp: Vec<Tensor>,
+    topk_ids: Vec<Tensor>,
+    /// Per response position, per sparse layer: `[n, k]`.
+    experts: Vec<Vec<Tensor>>,
+}
+
+/// One sampling step on the live rows' logits `[L, V]`: the tokens and their log-probs `[L]`, and
+/// the log-softmax `[L, V]` (for top-K reporting).
+fn sample_step(
+    logits: &Tensor,
+    live: &Live,
+    pos: usize,
+    params: &SamplingParams,
+    noise: SampleNoise,
+) -> (Tensor, Tensor, Tensor) {
+    let (v, device) = (logits.size()[1], logits.device());
+    let mut l = logits.to_kind(Kind::Float);
+    if params.logit_noise > 0.0 {
+        l = &l + noise.normal(live, pos, v, device) * params.logit_noise;
+    }
+    let temp = if params.temperature > 0.0 {
+        params.temperature
+    } else {
+        1.0
+    };
+    let l = l / temp;
+    let logp = l.log_softmax(-1, Kind::Float);
+    let tok = if params.temperature <= 0.0 {
+        l.argmax(-1, false)
+    } else {
+        let p = filter_logits(l, params.top_k, params.top_p).softmax(-1, Kind::Float);
+        // `multinomial(p, 1)` is exactly this race (see `noise`).
+        (p / noise.exponential(live, pos, v, device)).argmax(-1, false)
+    };
+    let lp = logp.gather(-1, &tok.unsqueeze(-1), false).squeeze_dim(-1);
+    (tok, lp, logp)
+}
+
+/// Sample the rows of one wave (`offset`: its first row's index in the step), prompts left-padded
+/// to `width`.
+fn generate_wave(
+    model: &Qwen3,
+    prompts: &[Vec<i64>],
+    width: usize,
+    offset: i64,
+    params: &SamplingParams,
+    noise: SampleNoise,
+) -> Rollouts {
     let device = model.device();
     let n = prompts.len() as i64;
-    let (prompt_ids, prompt_mask) = left_pad(prompts, params.pad_token, device);
-    let mut cache = KvCache::new(model.cfg.num_hidden_layers);
-    let mut mask = prompt_mask.shallow_clone();
-    // A GRPO group repeats its prompt: prefill each distinct prompt once and share its cache.
-    let groups = super::score::prompt_groups(&prompt_ids, &prompt_mask);
-    let mut out = match &groups {
-        None => model.forward(&prompt_ids, Some(&mask), Some(&mut cache)),
-        Some((first, _)) => model.forward(
-            &prompt_ids.index_select(0, first),
-            Some(&prompt_mask.index_select(0, first)),
-            Some(&mut cache),
-        ),
-    };
-    let mut logits = out.logits.select(1, -1);
-    if let Some((_, group)) = &groups {
-        cache.select_rows(group);
-        logits = logits.index_select(0, group);
-        let p = prompt_ids.size()[1];
-        for rl in out.router_logits.iter_mut() {
-            let e = rl.size()[1];
-            *rl = rl.view([-1, p, e]).index_select(0, group).view([-1, e]);
-        }
-    }
-    let top_k_experts = model
+    let (prompt_ids, prompt_mask) = left_pad_to(prompts, width, params.pad_token, device);
+    let r = params.max_new_tokens as i64;
+    let mut cache = KvCache::with_capacity(model.cfg.num_hidden_layers, width as i64 + r);
+    let (mut logits, router) = prefill(model, &prompt_ids, &prompt_mask, &mut cache);
+    let k_experts = model
         .cfg
         .moe
         .as_ref()
         .map_or(0, |m| m.num_experts_per_tok as i64);
-    let last_experts = |router_logits: &[Tensor], t: i64| -> Vec<Tensor> {
-        router_logits
-            .iter()
-            .map(|rl| {
-                let e = rl.size()[1];
-                let sel = rl
-                    .view([n, t, e])
-                    .select(1, t - 1)
-                    .topk(top_k_experts, -1, true, true)
-                    .1;
-                sel.sort(-1, false).0
-            })
-            .collect()
-    };
-    let mut experts: Vec<Vec<Tensor>> =
-        vec![last_experts(&out.router_logits, prompt_ids.size()[1])];
-
+    let mut live = Live::all(n, offset, device);
+    let mut steps = Steps::default();
+    // experts[j] holds the selection for response token j (computed on the position before it).
+    let mut experts = last_experts(&router, n, width as i64, k_experts);
+    let mut mask = prompt_mask.shallow_clone();
     let stop = Tensor::from_slice(&params.stop_tokens).to_device(device);
-    let mut alive = Tensor::ones([n], (Kind::Bool, device));
-    let (mut toks, mut lps, mut masks) = (vec![], vec![], vec![]);
-    let (mut topk_lp, mut topk_ids) = (vec![], vec![]);
-    for step in 0..params.max_new_tokens {
-        let mut l = logits.to_kind(Kind::Float);
-        if params.logit_noise > 0.0 {
-            l = &l + l.randn_like() * params.logit_noise;
+    // `keep_finished_rows` only: which rows of the batch are still decoding.
+    let mut running = Tensor::ones([n], (Kind::Bool, device));
+    for pos in 0..params.max_new_tokens {
+        let (mut tok, mut lp, logp) = sample_step(&logits, &live, pos, params, noise);
+        if params.keep_finished_rows {
+            tok = tok.where_self(&running, &Tensor::from(params.pad_token).to_device(device));
+            lp = lp.where_self(&running, &Tensor::from(0f32).to_device(device));
         }
-        let temp = if params.temperature > 0.0 {
-            params.temperature
+        steps.toks.push(live.scatter(&tok, params.pad_token as f64));
+        steps.lps.push(live.scatter(&lp, 0.0));
+        let on = if params.keep_finished_rows {
+            running.to_kind(Kind::Float)
         } else {
-            1.0
+            tok.ones_like().to_kind(Kind::Float)
         };
-        let l = l / temp;
-        let logp = l.log_softmax(-1, Kind::Float);
-        let tok = if params.temperature <= 0.0 {
-            l.argmax(-1, false)
-        } else {
-            filter_logits(l, params.top_k, params.top_p)
-                .softmax(-1, Kind::Float)
-                .multinomial(1, false)
-                .squeeze_dim(-1)
-        };
-        let tok = tok.where_self(&alive, &Tensor::from(params.pad_token).to_device(device));
-        lps.push(
-            logp.gather(-1, &tok.unsqueeze(-1), false)
-                .squeeze_dim(-1)
-                .where_self(&alive, &Tensor::from(0f32).to_device(device)),
-        );
+        steps.masks.push(live.scatter(&on, 0.0));
         if params.topk_logprobs > 0 {
-            let (v, i) = logp.topk(params.topk_logprobs as i64, -1, true, true);
-            topk_lp.push(v);
-            topk_ids.push(i);
+            let (tv, ti) = logp.topk(params.topk_logprobs as i64, -1, true, true);
+            steps.topk_lp.push(live.scatter(&tv, f64::NEG_INFINITY));
+            steps.topk_ids.push(live.scatter(&ti, 0.0));
         }
-        masks.push(alive.to_kind(Kind::Float));
-        toks.push(tok.shallow_clone());
-        if stop.numel() > 0 {
-            alive = alive.logical_and(
-                &tok.unsqueeze(-1)
-                    .eq_tensor(&stop.unsqueeze(0))
-                    .any_dim(-1, false)
-                    .logical_not(),
-            );
+        steps
+            .experts
+            .push(experts.iter().map(|e| live.scatter(e, 0.0)).collect());
+        let keep: Vec<bool> = if stop.numel() > 0 {
+            let stopped = tok
+                .unsqueeze(-1)
+                .eq_tensor(&stop.unsqueeze(0))
+                .any_dim(-1, false);
+            Vec::<bool>::try_from(stopped.logical_not()).unwrap()
+        } else {
+            vec![true; live.len() as usize]
+        };
+        if params.keep_finished_rows {
+            let still = Tensor::from_slice(&keep).to_device(device);
+            running = running.logical_and(&still);
+            if pos + 1 == params.max_new_tokens || !bool::try_from(running.any()).unwrap() {
+                let _ = live.retain(&Vec::<bool>::try_from(&running).unwrap());
+                break;
+            }
+        } else if keep.iter().any(|k| !k) {
+            let kept = live.retain(&keep);
+            cache.select_rows(&kept);
+            mask = mask.index_select(0, &kept);
+            tok = tok.index_select(0, &kept);
         }
-        if step + 1 == params.max_new_tokens || !bool::try_from(alive.any()).unwrap() {
+        if pos + 1 == params.max_new_tokens || live.is_empty() {
             break;
         }
-        mask = Tensor::cat(&[&mask, &Tensor::ones([n, 1], (Kind::Int64, device))], 1);
+        mask = Tensor::cat(&[&mask, &mask.ones_like().narrow(1, 0, 1)], 1);
         let out = model.forward(&tok.unsqueeze(-1), Some(&mask), Some(&mut cache));
         logits = out.logits.select(1, -1);
-        experts.push(last_experts(&out.router_logits, 1));
+        experts = last_experts(&out.router_logits, live.len(), 1, k_experts);
     }
-    // Pad to max_new_tokens so every batch has the same response width.
+    let mut alive = vec![false; n as usize];
+    for &row in &live.rows {
+        alive[row as usize] = true;
+    }
+    finish_rollouts(
+        prompt_ids,
+        prompt_mask,
+        steps,
+        &alive,
+        params,
+        k_experts > 0,
+    )
+}
+
+/// Stack the recorded steps into `[n, R]` tensors padded to `max_new_tokens`.
+fn finish_rollouts(
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    steps: Steps,
+    alive: &[bool],
+    params: &SamplingParams,
+    moe: bool,
+) -> Rollouts {
+    let device = prompt_ids.device();
     let r = params.max_new_tokens as i64;
+    // Pad to max_new_tokens so every batch has the same response width.
     let pad_to = |v: Vec<Tensor>, fill: f64| -> Tensor {
         let t = Tensor::stack(&v, 1);
         let have = t.size()[1];
@@ -220,19 +381,22 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
         shape[1] = r - have;
         Tensor::cat(&[&t, &Tensor::full(&shape, fill, (t.kind(), device))], 1)
     };
-    let response_ids = pad_to(toks, params.pad_token as f64);
-    let response_mask = pad_to(masks, 0.0);
-    let rollout_logp = pad_to(lps, 0.0);
-    let topk = (params.topk_logprobs > 0)
-        .then(|| (pad_to(topk_lp, f64::NEG_INFINITY), pad_to(topk_ids, 0.0)));
-    // experts[j] holds the selection for response token j (computed on the position before it).
-    let engine_experts = if top_k_experts > 0 {
-        let n_layers = experts[0].len();
+    let response_ids = pad_to(steps.toks, params.pad_token as f64);
+    let response_mask = pad_to(steps.masks, 0.0);
+    let rollout_logp = pad_to(steps.lps, 0.0);
+    let topk = (params.topk_logprobs > 0).then(|| {
+        (
+            pad_to(steps.topk_lp, f64::NEG_INFINITY),
+            pad_to(steps.topk_ids, 0.0),
+        )
+    });
+    let engine_experts = if moe {
+        let n_layers = steps.experts[0].len();
         (0..n_layers)
             .map(|layer| {
-                let per_tok: Vec<Tensor> = experts
+                let per_tok: Vec<Tensor> = steps
+                    .experts
                     .iter()
-                    .take(r as usize)
                     .map(|e| e[layer].shallow_clone())
                     .collect();
                 pad_to(per_tok, 0.0)
@@ -247,8 +411,7 @@ pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) ->
             .into_iter()
             .map(|x| x as usize)
             .collect();
-    let alive_end = Vec::<bool>::try_from(alive).unwrap();
-    let finish = alive_end
+    let finish = alive
         .iter()
         .map(|&a| {
             if a {

@@ -424,3 +424,407 @@ fn shared_prefix_scoring_equals_full_forward_with_gradients() {
         }
     }
 }
+
+/// `rollout.max_num_seqs`: every wave size gives the same rows as one wave holding them all:
+/// tokens, masks, finish reasons, top-K ids and experts bitwise; log-probs to 1e-5 (a wave of
+/// one row runs its matmuls as matrix-vector products, which sum in another order: measured
+/// 5.7e-6 on the CPU).
+#[test]
+fn waves_give_the_same_rollouts_as_one_batch() {
+    let _rng = crate::rng_lock();
+    for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
+        let m = peaked(preset, 3);
+        let ps: Vec<Vec<i64>> = grouped_prompts(4).into_iter().chain(prompts()).collect();
+        let run = |w: usize| {
+            tch::manual_seed(11);
+            let p = SamplingParams {
+                max_num_seqs: Some(w),
+                logit_noise: 0.05,
+                topk_logprobs: 3,
+                top_p: 0.95,
+                ..params()
+            };
+            generate(&m, &ps, &p)
+        };
+        let one = run(ps.len());
+        assert!(
+            one.lengths.iter().any(|&l| l < 10),
+            "{preset}: some rows stop early"
+        );
+        assert!(
+            one.lengths.iter().any(|&l| l > 1),
+            "{preset}: some rows continue"
+        );
+        for w in [1, 3, 7] {
+            let ro = run(w);
+            let tag = format!("{preset}, max_num_seqs {w}");
+            assert!(ro.prompt_ids.equal(&one.prompt_ids), "{tag}");
+            assert!(ro.response_ids.equal(&one.response_ids), "{tag}: tokens");
+            assert!(ro.response_mask.equal(&one.response_mask), "{tag}");
+            assert_eq!(ro.finish, one.finish, "{tag}");
+            let d = (&ro.rollout_logp - &one.rollout_logp)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(d <= 1e-5, "{tag}: log-probs differ by {d:e}");
+            let (tv, ti) = ro.topk.as_ref().unwrap();
+            assert!(ti.equal(&one.topk.as_ref().unwrap().1), "{tag}: top-K ids");
+            assert!(
+                tv.allclose(&one.topk.as_ref().unwrap().0, 0.0, 1e-5, true),
+                "{tag}"
+            );
+            for (a, b) in ro.engine_experts.iter().zip(&one.engine_experts) {
+                assert!((a * &ro.response_mask.unsqueeze(-1).to_kind(Kind::Int64))
+                    .equal(&(b * &one.response_mask.unsqueeze(-1).to_kind(Kind::Int64))));
+            }
+        }
+        // Another seed gives other tokens.
+        tch::manual_seed(12);
+        let p = SamplingParams {
+            max_num_seqs: Some(3),
+            ..params()
+        };
+        assert!(!generate(&m, &ps, &p).response_ids.equal(&one.response_ids));
+    }
+}
+
+/// Unset `max_num_seqs`: finished rows leave the batch, and each live row still gets exactly the
+/// draws it got when every row was decoded to the end: the same rollouts as the full-batch
+/// sampler (`keep_finished_rows`), and as decoding each row alone with its slice of the global
+/// generator's `[N, V]` draws and no KV cache.
+#[test]
+fn dropping_finished_rows_keeps_the_full_batch_draws() {
+    let _rng = crate::rng_lock();
+    let m = peaked("tiny-qwen3", 4);
+    let ps = prompts();
+    let p = params();
+    tch::manual_seed(21);
+    let ro = generate(&m, &ps, &p);
+    assert!(
+        ro.lengths.iter().any(|&l| l < p.max_new_tokens),
+        "rows stop early"
+    );
+    tch::manual_seed(21);
+    let full = generate(
+        &m,
+        &ps,
+        &SamplingParams {
+            keep_finished_rows: true,
+            ..p.clone()
+        },
+    );
+    assert!(ro.response_ids.equal(&full.response_ids));
+    assert!(ro.response_mask.equal(&full.response_mask));
+    assert_eq!(ro.finish, full.finish);
+    let d = (&ro.rollout_logp - &full.rollout_logp)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d <= 1e-6, "{d:e}");
+    // Reference: the exponential race per row, on the draws of every decode step.
+    let n = ps.len() as i64;
+    let v = m.cfg.vocab_size as i64;
+    tch::manual_seed(21);
+    let draws: Vec<Tensor> = (0..ro.lengths.iter().max().copied().unwrap())
+        .map(|_| Tensor::empty([n, v], (Kind::Float, Device::Cpu)).exponential_(1.0))
+        .collect();
+    tch::no_grad(|| {
+        for (i, prompt) in ps.iter().enumerate() {
+            let mut seq = prompt.clone();
+            for (t, q) in draws.iter().enumerate().take(ro.lengths[i]) {
+                let ids = Tensor::from_slice(&seq).unsqueeze(0);
+                let logits = m
+                    .forward(&ids, None, None)
+                    .logits
+                    .select(1, -1)
+                    .to_kind(Kind::Float);
+                let probs = logits.softmax(-1, Kind::Float);
+                let tok = (probs / q.get(i as i64).unsqueeze(0))
+                    .argmax(-1, false)
+                    .int64_value(&[0]);
+                assert_eq!(
+                    tok,
+                    ro.response_ids.int64_value(&[i as i64, t as i64]),
+                    "row {i} t {t}"
+                );
+                seq.push(tok);
+            }
+        }
+    });
+}
+
+#[test]
+fn kv_cache_with_capacity_allocates_once() {
+    let mut c = crate::model::KvCache::with_capacity(2, 12);
+    let kv = || Tensor::ones([3, 2, 5, 4], (Kind::Float, Device::Cpu));
+    for l in 0..2 {
+        let _ = c.append(l, kv(), kv());
+    }
+    c.advance(5);
+    // 2 layers × (k, v) × 3 rows × 2 heads × 12 positions × 4 dims × 4 bytes.
+    assert_eq!(c.bytes(), 2 * 2 * 3 * 2 * 12 * 4 * 4);
+    let one = || Tensor::ones([3, 2, 1, 4], (Kind::Float, Device::Cpu));
+    for l in 0..2 {
+        let (k, _) = c.append(l, one(), one());
+        assert_eq!(k.size()[2], 6);
+    }
+    assert_eq!(
+        c.bytes(),
+        2 * 2 * 3 * 2 * 12 * 4 * 4,
+        "no regrowth within the capacity"
+    );
+    c.select_rows(&Tensor::from_slice(&[0i64, 2]));
+    assert_eq!(
+        c.bytes(),
+        2 * 2 * 2 * 2 * 12 * 4 * 4,
+        "dropped rows free their share"
+    );
+}
+
+/// Tokens/s of the sampler with and without dropping finished rows, on a CPU workload with mixed
+/// response lengths (a 4-layer 512-wide model, 64 rows, ≤ 64 new tokens, stop tokens that end
+/// about one row in 16 per step). Run:
+/// `cargo test --workspace --lib bench_dropping_finished_rows -- --ignored --nocapture`
+#[test]
+#[ignore = "timing; run by hand"]
+fn bench_dropping_finished_rows() {
+    let _rng = crate::rng_lock();
+    let mut cfg = crate::model::model_config("tiny-qwen3").unwrap();
+    cfg.hidden_size = 512;
+    cfg.intermediate_size = 1536;
+    cfg.num_attention_heads = 8;
+    cfg.num_key_value_heads = 4;
+    cfg.head_dim = 64;
+    let m = Qwen3::from_source(
+        &cfg,
+        &mut crate::model::RandomInit::new(0, Kind::Float, Device::Cpu),
+    )
+    .unwrap();
+    let ps: Vec<Vec<i64>> = (0..64).map(|i| vec![5 + i % 50, 7, 9, 11]).collect();
+    let p = SamplingParams {
+        max_new_tokens: 64,
+        stop_tokens: vec![60, 61, 62, 63],
+        ..SamplingParams::default()
+    };
+    let time = |keep: bool| {
+        tch::manual_seed(1);
+        let t = std::time::Instant::now();
+        let ro = generate(
+            &m,
+            &ps,
+            &SamplingParams {
+                keep_finished_rows: keep,
+                ..p.clone()
+            },
+        );
+        let toks: usize = ro.lengths.iter().sum();
+        (toks as f64 / t.elapsed().as_secs_f64(), ro)
+    };
+    let (mut drop, mut keep) = (vec![], vec![]);
+    for _ in 0..3 {
+        let (a, ra) = time(true);
+        let (b, rb) = time(false);
+        assert!(ra.response_ids.equal(&rb.response_ids));
+        keep.push(a);
+        drop.push(b);
+    }
+    let (_, ro) = time(false);
+    let mut lens = ro.lengths.clone();
+    lens.sort();
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (d, k) = (med(&mut drop), med(&mut keep));
+    println!(
+        "response lengths: min {} median {} max {} mean {:.1}",
+        lens[0],
+        lens[lens.len() / 2],
+        lens[lens.len() - 1],
+        lens.iter().sum::<usize>() as f64 / lens.len() as f64
+    );
+    println!(
+        "tokens/s (median of 3, threads {}): keep finished rows {k:.0}, drop them {d:.0}: {:.2}x",
+        tch::get_num_threads(),
+        d / k
+    );
+}
+
+/// LoRA with an engine at the base's precision and no quantisation: the engine's base tensors
+/// are the trainer's (same storage), it holds only adapters, staleness queues adapter snapshots,
+/// and it samples what the trainer scores.
+#[test]
+fn lora_engine_shares_the_frozen_base() {
+    let _rng = crate::rng_lock();
+    let mut m = peaked("tiny-qwen3", 5);
+    let lora = crate::model::lora::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: crate::model::lora::LORA_TARGETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    m.attach_lora(&lora, 9).unwrap();
+    let nudge = |m: &Qwen3, by: f64| {
+        tch::no_grad(|| {
+            for (n, mut t) in m.lora_parameters() {
+                if n.contains("lora_B") {
+                    let _ = t.g_add_(&(t.randn_like() * by));
+                }
+            }
+        })
+    };
+    nudge(&m, 0.3);
+    let cfg = EngineConfig {
+        staleness: 1,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(&m, &cfg, Device::Cpu).unwrap();
+    assert!(e.shares_base());
+    let (mut shared, mut base_bytes) = (0, 0);
+    for ((n, a), (_, b)) in e
+        .model()
+        .named_parameters()
+        .iter()
+        .zip(m.named_parameters())
+    {
+        assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
+        shared += 1;
+        base_bytes += a.numel() * 4;
+    }
+    assert_eq!(shared, m.named_parameters().len());
+    let own: usize = e.named_weights().iter().map(|(_, t)| t.numel() * 4).sum();
+    assert!(e.named_weights().iter().all(|(n, _)| n.contains(".lora_")));
+    assert!(
+        own * 5 < base_bytes,
+        "engine holds {own} B of adapters vs a {base_bytes} B base"
+    );
+    // Knobs off: μ equals the trainer's π_old.
+    tch::manual_seed(3);
+    let ro = e.generate(&prompts(), &params());
+    assert_engine_matches_trainer("tiny-qwen3", &ro, &trainer_scores(&m, &ro));
+    // Staleness 1: a sync queues the adapters; the engine keeps sampling the old ones.
+    let before = e.weights();
+    nudge(&m, 0.3);
+    e.sync(&m);
+    assert_eq!(e.pending().len(), 1);
+    assert_eq!(
+        e.pending()[0].len(),
+        e.named_weights().len(),
+        "adapter snapshots only"
+    );
+    assert!(e.weights().iter().zip(&before).all(|(a, b)| a.equal(b)));
+    tch::manual_seed(3);
+    assert!(e
+        .generate(&prompts(), &params())
+        .response_ids
+        .equal(&ro.response_ids));
+    e.sync(&m);
+    let now: Vec<Tensor> = m.lora_parameters().into_iter().map(|(_, t)| t).collect();
+    assert!(e.pending()[0].iter().zip(&now).all(|(a, b)| a.equal(b)));
+    assert!(
+        !e.weights().iter().zip(&before).all(|(a, b)| a.equal(b)),
+        "first snapshot applied"
+    );
+    // Another precision or quantisation needs its own copy.
+    for c in [
+        EngineConfig {
+            precision: Precision::Bf16,
+            ..EngineConfig::default()
+        },
+        EngineConfig {
+            weight_quant: WeightQuant::Int8,
+            ..EngineConfig::default()
+        },
+    ] {
+        let e = Engine::new(&m, &c, Device::Cpu).unwrap();
+        assert!(!e.shares_base());
+        let (a, b) = (
+            &e.model().named_parameters()[0].1,
+            &m.named_parameters()[0].1,
+        );
+        assert_ne!(a.data_ptr(), b.data_ptr());
+    }
+}
+
+/// A quantised engine keeps its linear weights in 1-byte storage and samples exactly what an
+/// engine holding the fake-quantised weights in its own precision samples.
+#[test]
+fn one_byte_engine_equals_the_fake_quantised_copy() {
+    use crate::model::RandomInit;
+    let _rng = crate::rng_lock();
+    for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
+        let m = peaked(preset, 6);
+        for (q, s, want_kind) in [
+            (
+                WeightQuant::Fp8E4m3,
+                QuantScale::PerChannel,
+                Kind::Float8e4m3fn,
+            ),
+            (WeightQuant::Int8, QuantScale::PerTensor, Kind::Int8),
+        ] {
+            let cfg = EngineConfig {
+                precision: Precision::Bf16,
+                weight_quant: q,
+                quant_scale: s,
+                ..EngineConfig::default()
+            };
+            let e = Engine::new(&m, &cfg, Device::Cpu).unwrap();
+            // The reference: bf16 weights holding the fake-quantised values.
+            let r = Qwen3::from_source(&m.cfg, &mut RandomInit::zeros(Kind::BFloat16, Device::Cpu))
+                .unwrap();
+            tch::no_grad(|| {
+                for ((name, mut dst), (_, src)) in
+                    r.named_parameters().into_iter().zip(m.named_parameters())
+                {
+                    if discrepancy::is_quantised(&name) {
+                        dst.copy_(&discrepancy::fake_quant(&src, q, s));
+                    } else {
+                        dst.copy_(&src);
+                    }
+                }
+            });
+            let tag = format!("{preset} {q:?} {s:?}");
+            let (mut one_byte, mut bf16) = (0, 0);
+            for ((name, a), (_, b)) in e
+                .model()
+                .named_parameters()
+                .iter()
+                .zip(r.named_parameters())
+            {
+                if discrepancy::is_quantised(name) {
+                    assert_eq!(a.kind(), want_kind, "{tag}: {name}");
+                    one_byte += a.numel() * a.kind().elt_size_in_bytes();
+                    bf16 += b.numel() * b.kind().elt_size_in_bytes();
+                }
+            }
+            assert_eq!(2 * one_byte, bf16, "{tag}: 1 byte per weight");
+            let eff = e.model().effective_named_parameters();
+            for ((name, a), (_, b)) in eff.iter().zip(r.named_parameters()) {
+                assert!(a.equal(&b), "{tag}: dequantised {name} = fake-quantised");
+            }
+            let (own, reference) = (
+                e.own_weight_bytes(),
+                r.named_parameters()
+                    .iter()
+                    .map(|(_, t)| t.numel() * 2)
+                    .sum::<usize>(),
+            );
+            assert!(
+                (own as f64) < 0.6 * reference as f64,
+                "{tag}: {own} vs {reference} B"
+            );
+            let p = params();
+            tch::manual_seed(8);
+            let a = e.generate(&prompts(), &p);
+            tch::manual_seed(8);
+            let b = generate(&r, &prompts(), &p);
+            assert!(a.response_ids.equal(&b.response_ids), "{tag}: tokens");
+            assert!(a.rollout_logp.equal(&b.rollout_logp), "{tag}: log-probs");
+            for (x, y) in a.engine_experts.iter().zip(&b.engine_experts) {
+                assert!(x.equal(y), "{tag}: experts");
+            }
+        }
+    }
+}

@@ -135,3 +135,65 @@ fn router_precision_knob_moves_the_moe_engine_off_the_trainer() {
         assert_eq!(f(r, "rollout_corr/router_mismatch"), 0.0, "{r:?}");
     }
 }
+
+/// A quantised, lagging engine keeps 1-byte weights and their scales in its checkpoint and
+/// resumes bit for bit.
+#[test]
+fn quantised_stale_engine_resumes_bitwise_from_one_byte_weights() {
+    let _rng = crate::rng_lock();
+    let cfg = fast_config("{ name: grpo }", 4)
+        .edit(|c| {
+            c.rollout.engine.precision = Precision::Bf16;
+            c.rollout.engine.weight_quant = crate::config::WeightQuant::Fp8E4m3;
+            c.rollout.engine.quant_scale = crate::config::QuantScale::PerChannel;
+            c.rollout.engine.staleness = 1;
+        })
+        .unwrap();
+    let (full, _) = assert_resume_is_exact(&cfg, 15, 2);
+    let s = newest(full.path());
+    let w = s
+        .engine
+        .weights
+        .expect("the engine's weights are checkpointed");
+    let kind = |name: &str| w.iter().find(|(n, _)| n == name).unwrap().1.kind();
+    assert_eq!(
+        kind("model.layers.0.self_attn.q_proj.weight"),
+        Kind::Float8e4m3fn
+    );
+    assert_eq!(
+        kind("model.layers.0.self_attn.q_proj.weight_scale"),
+        Kind::Float
+    );
+    assert_eq!(kind("model.embed_tokens.weight"), Kind::BFloat16);
+    assert_eq!(s.engine.pending.len(), 1);
+}
+
+/// LoRA with an engine sharing the base: staleness snapshots and the engine's checkpointed weights
+/// are adapters only, and resume is bit for bit.
+#[test]
+fn shared_base_lora_engine_keeps_adapter_snapshots_and_resumes_bitwise() {
+    let _rng = crate::rng_lock();
+    let cfg = fast_config("{ name: grpo }", 4)
+        .edit(|c| {
+            c.model.lora = Some(crate::config::LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                targets: ["q_proj", "v_proj", "up_proj"].map(String::from).to_vec(),
+            });
+            c.optim.lr = 3e-3;
+            c.rollout.engine.staleness = 2;
+        })
+        .unwrap();
+    let (full, _) = assert_resume_is_exact(&cfg, 16, 2);
+    let s = newest(full.path());
+    assert_eq!(s.engine.pending.len(), 2);
+    let adapters_only =
+        |named: &[(String, tch::Tensor)]| named.iter().all(|(n, _)| n.contains(".lora_"));
+    assert!(s.engine.pending.iter().all(|p| adapters_only(p)));
+    assert!(adapters_only(s.engine.weights.as_ref().unwrap()));
+    let rows = metrics_of(full.path());
+    assert!(
+        f(&rows[3], "rollout_corr/abs_prob_diff") > 0.0,
+        "the engine lags: {rows:?}"
+    );
+}

@@ -96,6 +96,7 @@ impl<'a> Trainer<'a> {
             top_k: r.top_k,
             stop_tokens: self.task.stop_tokens(),
             pad_token: self.task.pad_token(),
+            max_num_seqs: r.max_num_seqs,
             ..SamplingParams::default()
         }
     }
@@ -108,15 +109,18 @@ impl<'a> Trainer<'a> {
         self.actor.model.has_lora() && self.cfg.rollout.engine.staleness == 0
     }
 
-    fn engine_names(&self) -> Vec<String> {
-        let named = self.engine.model().named_parameters();
-        named.into_iter().map(|(n, _)| n).collect()
-    }
-
     /// The checkpoint of this trainer after step `step`.
     pub fn state(&self, step: usize) -> TrainerState {
-        let names = self.engine_names();
-        let named = |ts: Vec<Tensor>| -> NamedTensors { names.iter().cloned().zip(ts).collect() };
+        let names = |named: Vec<(String, Tensor)>| -> Vec<String> {
+            named.into_iter().map(|(n, _)| n).collect()
+        };
+        let (weight_names, pending_names) = (
+            names(self.engine.named_weights()),
+            names(self.engine.named_pending_like()),
+        );
+        let with = |names: &[String], ts: Vec<Tensor>| -> NamedTensors {
+            names.iter().cloned().zip(ts).collect()
+        };
         let (policy, optim) = self.actor.state();
         TrainerState {
             step,
@@ -124,12 +128,18 @@ impl<'a> Trainer<'a> {
             policy,
             optim,
             engine: EngineState {
-                weights: (!self.engine_rebuildable()).then(|| named(self.engine.weights())),
+                weights: (!self.engine_rebuildable())
+                    .then(|| with(&weight_names, self.engine.weights())),
                 pending: self
                     .engine
                     .pending()
                     .iter()
-                    .map(|snap| named(snap.iter().map(Tensor::shallow_clone).collect()))
+                    .map(|snap| {
+                        with(
+                            &pending_names,
+                            snap.iter().map(Tensor::shallow_clone).collect(),
+                        )
+                    })
                     .collect(),
             },
             critic: self.critic.as_ref().map(Critic::state),
@@ -142,25 +152,28 @@ impl<'a> Trainer<'a> {
     pub fn load_state(&mut self, s: &TrainerState, dir: &Path) -> Result<()> {
         self.actor.load_state(&s.policy, &s.optim, dir)?;
         let engine_file = dir.join(ENGINE_FILE);
-        let shapes = self.engine.model().named_parameters();
-        let in_order = |named: &NamedTensors| -> Result<Vec<Tensor>> {
+        let in_order = |shapes: &[(String, Tensor)], named: &NamedTensors| -> Result<Vec<Tensor>> {
             let mut out = vec![];
-            for (name, want) in &shapes {
+            for (name, want) in shapes {
                 let t = find(named, name, want, &engine_file)?;
                 out.push(t.to_device(self.device));
             }
             Ok(out)
         };
+        let (weight_shapes, pending_shapes) = (
+            self.engine.named_weights(),
+            self.engine.named_pending_like(),
+        );
         let weights = match (&s.engine.weights, self.engine_rebuildable()) {
             (_, true) => None,
-            (Some(w), false) => Some(in_order(w)?),
+            (Some(w), false) => Some(in_order(&weight_shapes, w)?),
             (None, false) => return Err(missing(&engine_file, "the engine's weights")),
         };
         let pending = s
             .engine
             .pending
             .iter()
-            .map(in_order)
+            .map(|p| in_order(&pending_shapes, p))
             .collect::<Result<_>>()?;
         match weights {
             Some(w) => self.engine.set_weights(&w),

@@ -92,7 +92,7 @@ impl Trainer<'_> {
         let temp = self.cfg.rollout.temperature;
         tch::no_grad(|| {
             let trainer: Vec<(String, Tensor)> = self.actor.model.named_parameters();
-            let engine: Vec<(String, Tensor)> = self.engine.model().named_parameters();
+            let engine: Vec<(String, Tensor)> = self.engine.model().effective_named_parameters();
             let (mut amax, mut errs) = (Vec::new(), Vec::new());
             for ((name, w), (_, we)) in trainer.iter().zip(&engine) {
                 if !is_quantised(name) {

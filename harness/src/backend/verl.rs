@@ -334,7 +334,7 @@ fn unsupported(e: &mut Errs, cfg: &RawRunConfig) {
     );
     let mb = cfg.train.mini_batches.max(1);
     e.no(
-        cfg.rollout.prompts_per_step % mb != 0,
+        !cfg.rollout.prompts_per_step.is_multiple_of(mb),
         "train.mini_batches",
         "must divide rollout.prompts_per_step (verl's mini-batch size is in prompts)",
     );

@@ -22,9 +22,11 @@ pub mod external;
 pub mod inputs;
 pub mod source;
 pub mod structure;
+pub mod task_checks;
 pub mod validate;
 
 pub use crate::model::lora::LoraConfig;
+pub use crate::model::quant::{QuantScale, WeightQuant};
 pub use crate::model::MoeImpl;
 pub use backend::{BackendConfig, RolloutEngine, VerlBackend};
 pub use source::{KeyPath, Seg};
@@ -396,23 +398,6 @@ pub enum Precision {
     Fp32,
     Bf16,
     Fp16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum WeightQuant {
-    #[default]
-    None,
-    Fp8E4m3,
-    Int8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum QuantScale {
-    #[default]
-    PerTensor,
-    PerChannel,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -313,7 +313,7 @@ fn train(e: &mut Errs, cfg: &RawRunConfig) {
 
 /// The eval protocol and the task's own keys, checked where they are defined.
 fn eval(e: &mut Errs, cfg: &RawRunConfig) {
-    for (path, msg) in crate::task::eval::check_config(cfg) {
+    for (path, msg) in super::task_checks::check(cfg) {
         e.check(false, &path, || msg);
     }
 }

@@ -4,8 +4,27 @@
 //! used: `W = (q · s)` computed in fp32 and cast to the model's dtype. That is bit for bit the
 //! weight the fake-quantised path (`rollout::discrepancy::fake_quant`) produces, at a quarter of
 //! fp32's bytes (half of bf16's).
-use crate::config::{QuantScale, WeightQuant};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// `rollout.engine.weight_quant`: the inference copy's weight format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightQuant {
+    #[default]
+    None,
+    Fp8E4m3,
+    Int8,
+}
+
+/// `rollout.engine.quant_scale`: one scale per tensor or per output channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantScale {
+    #[default]
+    PerTensor,
+    PerChannel,
+}
 
 /// Largest finite value of FP8 e4m3fn.
 pub const FP8_E4M3_MAX: f64 = 448.0;

@@ -5,9 +5,9 @@ use super::config::Qwen3Config;
 use super::kv_cache::KvCache;
 use super::ops::{linear, rms_norm, Proj};
 use super::quant::Quantised;
+use super::quant::{QuantScale, WeightQuant};
 use super::qwen3_moe::{load_balancing_loss, MoeBlock, MoeImpl};
 use super::weights::WeightSource;
-use crate::config::{QuantScale, WeightQuant};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 

@@ -6,8 +6,8 @@
 use super::config::Qwen3Config;
 use super::ops::{linear, swiglu};
 use super::quant::{weight_of, Quantised};
+use super::quant::{QuantScale, WeightQuant};
 use super::weights::WeightSource;
-use crate::config::{QuantScale, WeightQuant};
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 

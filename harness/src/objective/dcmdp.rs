@@ -34,6 +34,15 @@ pub enum DcForm {
     Advantage,
 }
 
+/// The keys [`DcmdpConfig`] leaves out of its serialised form at their defaults.
+pub const KEYS_OMITTED_AT_DEFAULT: &[&str] = &[
+    "penalty",
+    "penalty_width",
+    "anti_windup",
+    "lambda_rate",
+    "diagnostics",
+];
+
 /// `algorithm: { name: dcmdp, … }` (alias `dc-grpo`): the `grpo` keys plus the constraint's.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]

@@ -414,7 +414,9 @@ impl<'de> Deserialize<'de> for AlgorithmConfig {
             "ppo" => strict(map).map(AlgorithmConfig::Ppo),
             "dppo" => strict(map).map(AlgorithmConfig::Dppo),
             "drpo" => strict(map).map(AlgorithmConfig::Drpo),
-            "dcmdp" | "dc-grpo" => strict(map).map(AlgorithmConfig::Dcmdp),
+            "dcmdp" | "dc-grpo" => {
+                strict_with(map, dcmdp::KEYS_OMITTED_AT_DEFAULT).map(AlgorithmConfig::Dcmdp)
+            }
             other => Err(D::Error::unknown_variant(other, ALGORITHM_NAMES)),
         }
     }
@@ -426,10 +428,23 @@ where
     T: DeserializeOwned + Serialize + Default,
     E: serde::de::Error,
 {
-    let known = match serde_yaml::to_value(T::default()) {
+    strict_with(map, &[])
+}
+
+/// [`strict`], also accepting `omitted`: keys that `T` leaves out when serialising its defaults
+/// (so that adding them did not change existing run ids).
+fn strict_with<T, E>(map: serde_yaml::Mapping, omitted: &[&str]) -> Result<T, E>
+where
+    T: DeserializeOwned + Serialize + Default,
+    E: serde::de::Error,
+{
+    let mut known = match serde_yaml::to_value(T::default()) {
         Ok(serde_yaml::Value::Mapping(m)) => m,
         _ => unreachable!("algorithm configs serialise to maps"),
     };
+    for k in omitted {
+        known.insert((*k).into(), serde_yaml::Value::Null);
+    }
     for key in map.keys() {
         if !known.contains_key(key) {
             let names: Vec<String> = known

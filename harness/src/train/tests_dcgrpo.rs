@@ -9,7 +9,10 @@ fn dcmdp(diagnostics: bool) -> RunConfig {
     let alg = format!(
         "{{ name: dcmdp, c: 0.0001, lambda_0: 1.0, eta_lambda: 100.0, diagnostics: {diagnostics} }}"
     );
+    // A bf16 engine against the fp32 trainer, so δ̄ (~1e-3) exceeds c and the penalty acts.
     fast_config(&alg, 3)
+        .edit(|c| c.rollout.engine.precision = crate::config::Precision::Bf16)
+        .unwrap()
 }
 
 #[test]
@@ -45,7 +48,8 @@ fn probe_logs_diag_and_changes_nothing() {
         // δ before the update is the step's δ̄ (same tokens, same π_old and μ).
         let d = q["diag/delta_before"].as_f64().unwrap();
         let want = q["rollout_corr/abs_prob_diff"].as_f64().unwrap();
-        assert!((d - want).abs() <= 1e-6 * want.max(1e-6), "{d} vs {want}");
+        // Both are means of |p − q| over the same tokens, recomputed in fp32 on other paths.
+        assert!((d - want).abs() <= 1e-4 * want, "{d} vs {want}");
         // c = 1e-4 binds and λ ≥ 1: the penalty has a gradient.
         assert!(q["diag/grad_norm/penalty"].as_f64().unwrap() > 0.0);
     }

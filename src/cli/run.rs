@@ -1,7 +1,7 @@
 //! `harness run <grid>`: run a grid's runs in parallel child processes, with resume; or, when
 //! `--only` names a single run, train that one run in this process (what the children and Slurm
 //! array tasks do, from the saved grid directory).
-use super::validate::{load, SetArgs};
+use super::validate::{load_grid, SetArgs};
 use super::{CliResult, Failure};
 use anyhow::anyhow;
 use harness::config::RunConfig;
@@ -84,7 +84,9 @@ pub fn run(a: Args) -> CliResult {
         }
         return run_saved(&a, &devices);
     }
-    let grid = load(&a.grid, &a.set)?;
+    // A dry run prints launches for the machine that will run them: its model and data files
+    // need not be here.
+    let grid = load_grid(&a.grid, &a.set, !a.dry_run)?;
     let now = manifest(&grid);
     if a.dry_run {
         return dry_run(&grid, &now, &a);

@@ -357,8 +357,8 @@ fn validate_checks_model_directories_and_data_files() {
     assert_bad_input(
         &validate(&paper, &[]),
         &[
-            format!("{p}:23: model.name: model directory `models/Qwen3-8B` does not exist"),
-            format!("{p}:26: task.train_file: file `data/dapo-math-17k.jsonl` does not exist"),
+            format!("{p}:31: model.name: model directory `models/Qwen3-8B` does not exist"),
+            format!("{p}:34: task.train_file: file `data/dapo-math-17k.parquet` does not exist"),
         ],
     );
     let out = validate(&paper, &["--no-file-checks"]);

@@ -176,11 +176,13 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     // Checked: mini_batches ≥ 1 divides the batch.
     let mini_rows = seqs / cfg.train.mini_batches as u64;
     let eval_len = prompt_len + crate::task::eval::max_new_tokens(cfg) as u64;
+    // The engine decodes an evaluation call in waves of `rollout.max_num_seqs` too.
     let eval_batch = crate::task::eval::eval_workload(cfg)
         .iter()
         .map(|(_, _, k)| crate::task::eval::sequences_per_call(cfg, *k) as u64)
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(cfg.rollout.max_num_seqs.map_or(u64::MAX, |w| w as u64));
     let sizes = Sizes {
         total,
         trainable,

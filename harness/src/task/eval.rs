@@ -1,7 +1,7 @@
 //! The evaluation protocol: which sets, how many samples per problem (`eval.k`, per set
 //! `eval.k_per_set`), how they are sampled (`eval.temperature`, `top_p`, `top_k`,
 //! `max_new_tokens`), how many sequences at once; and avg@k / pass@k over a held-out set.
-use crate::config::{EvalConfig, RawRunConfig, RunConfig};
+use crate::config::{EvalConfig, RunConfig};
 
 /// Problems generated for a synthetic task's eval set when `eval.prompts` is unset.
 pub use super::synthetic::DEFAULT_EVAL_SIZE;

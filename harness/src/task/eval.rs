@@ -97,6 +97,7 @@ pub fn avg_and_pass_at_k(correct: &[Vec<bool>]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RawRunConfig;
 
     #[test]
     fn avg_and_pass() {

@@ -1,6 +1,6 @@
 //! `harness bench-step` refuses what it cannot run instead of panicking or exhausting memory
 //! (issue #20).
-use super::model::harness;
+use super::harness;
 
 #[test]
 fn zero_steps_is_rejected() {

@@ -2,24 +2,9 @@
 //! and `run`; every structural error at once, each at its key; `set:` merging into `base`; the
 //! files a config names (model directories, data files, an external engine's rollouts); `plan`'s
 //! refused zero values.
+use super::{harness, root, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::Output;
 
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);

@@ -1,5 +1,5 @@
 //! Error messages say what is wrong once, and name what is missing (issue #20).
-use super::model::harness;
+use super::harness;
 
 #[test]
 fn the_os_error_is_reported_once() {

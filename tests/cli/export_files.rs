@@ -1,6 +1,6 @@
 //! `harness export`: refuses non-empty folders unless --force, carries the tokenizer, and writes
 //! or names the adapter's base (issue #20, items 1 and the export docs).
-use super::model::harness;
+use super::harness;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::AtomicBool;

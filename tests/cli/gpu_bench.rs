@@ -1,6 +1,6 @@
 //! `harness bench-train|bench-decode|bench-moe` (the Rust side of benches/gpu/compare.sh) on the
 //! CPU with tiny shapes, and `harness export`'s argument checks.
-use super::model::harness;
+use super::harness;
 
 fn json_line(args: &[&str]) -> serde_json::Value {
     let out = harness().args(args).output().unwrap();

@@ -1,23 +1,7 @@
 //! `harness validate`, `plan`, `run`, `table`, `slurm` on declared grids.
+use super::{harness, root, text};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A grid that trains in seconds on a CPU: 2 cases × 2 seeds.
 const TINY: &str = "

@@ -1,5 +1,5 @@
 //! Models named by Hugging Face Hub id, resolved through a fake local cache (issue #17).
-use super::model::harness;
+use super::harness;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,6 +1,6 @@
 //! `harness logprobs`: output line k answers input line k; bad options and inputs exit 2
 //! (issue #20).
-use super::model::harness;
+use super::harness;
 use std::path::Path;
 use std::process::Output;
 

@@ -1,5 +1,5 @@
 //! `harness inspect --lora-rank R [--lora-targets …]` counts what a run trains (issue #20).
-use super::model::harness;
+use super::harness;
 
 fn inspect_json(args: &[&str]) -> serde_json::Value {
     let out = harness()

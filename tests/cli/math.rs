@@ -1,23 +1,6 @@
 //! The math task from the command line: the paper grids' evaluation protocol as `plan` sizes it,
 //! and what a run of a paper grid says when its checkpoint is missing.
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use super::{harness, root, text};
 
 #[test]
 fn paper_grids_validate_and_plan_the_reported_protocol() {

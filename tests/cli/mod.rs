@@ -20,3 +20,25 @@ mod report_files;
 mod run_dir;
 mod scripts;
 mod verl_backend;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The binary under test.
+fn harness() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+}
+
+/// The repository root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command's stdout then stderr, for assertion messages.
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

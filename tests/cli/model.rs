@@ -1,12 +1,8 @@
 //! `harness inspect`, `harness init`, `harness logprobs`.
+use super::harness;
 use std::path::PathBuf;
-use std::process::Command;
 
-pub fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-fn fixtures() -> PathBuf {
+pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity")
 }
 

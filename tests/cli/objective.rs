@@ -1,7 +1,7 @@
 //! `harness objective` against verl 0.9.1's own functions and the DPPO / DRPO authors' code
 //! (`tests/fixtures/verl/make_fixtures.py`): every case's config and dumped batch through the CLI,
 //! every number within 1e-5 (relative above 1).
-use super::model::harness;
+use super::harness;
 use harness::objective::batch_io::load_tensors;
 use serde_json::Value;
 use std::collections::BTreeMap;

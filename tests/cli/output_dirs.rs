@@ -1,6 +1,6 @@
 //! `harness init --out` into a folder that already holds files, and the loader on a folder that
 //! holds two checkpoint layouts (issue #20, item 1).
-use super::model::harness;
+use super::harness;
 use std::path::Path;
 use std::process::Output;
 

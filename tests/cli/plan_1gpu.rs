@@ -1,24 +1,12 @@
 //! `harness plan` on the 1-GPU paper grids: both fit one 141 GiB GPU, and the time per step is
 //! printed and consistent with the JSON.
+use super::{harness, text};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
 
 fn grid(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("experiments")
         .join(name)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const GIB: f64 = (1u64 << 30) as f64;

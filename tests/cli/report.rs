@@ -1,18 +1,7 @@
 //! `harness report` and `harness gate` on synthetic run directories.
+use super::{harness, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-pub(super) fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-pub(super) fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use std::process::Output;
 
 const GRID: &str = "
 name: gated

@@ -1,7 +1,8 @@
 //! `harness report`, `gate` and `table` must not lose a user's files or accept input they then
 //! ignore: what an earlier report wrote is all a report replaces; `gate --update` does not drop
 //! rows silently; claims, published tables and grouping axes that match nothing are named.
-use super::report::{fake_outputs, harness, text};
+use super::report::fake_outputs;
+use super::{harness, text};
 use std::path::Path;
 
 const GATED: &str = "

@@ -1,7 +1,7 @@
 //! `harness run` and `harness slurm` and the run directory: a changed grid is not resumed
 //! silently, Slurm tasks run the saved grid from the right folder, a stopped run is not left
 //! `running`, runs are placed on the listed devices, and `--only` takes labels.
-use super::report::{harness, text};
+use super::{harness, text};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

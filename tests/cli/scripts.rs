@@ -1,10 +1,6 @@
 //! The shell scripts users run or source.
-use std::path::PathBuf;
+use super::root;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn bash(script: &str) -> String {
     let o = Command::new("bash")

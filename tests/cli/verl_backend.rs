@@ -4,7 +4,7 @@
 //! checkpoint round trip equal the harness's dual update; verl's file-logger output becomes the
 //! run's metrics.jsonl / eval.jsonl; `run --dry-run` prints the paper grids' verl launches, whose
 //! overrides are the ones verl's real config was composed with (`composed.json`).
-use super::model::harness;
+use super::harness;
 use harness::config::RawRunConfig;
 use harness::objective::dcmdp::dual_update;
 use harness::objective::{Algorithm, Dcmdp, DcmdpConfig, StepStats};

@@ -22,7 +22,14 @@ seeds: [0]
 
 fn run(grid: &Path, out: &Path) {
     let o = harness()
-        .args(["run", grid.to_str().unwrap(), "--jobs", "1", "--resume", "--out"])
+        .args([
+            "run",
+            grid.to_str().unwrap(),
+            "--jobs",
+            "1",
+            "--resume",
+            "--out",
+        ])
         .arg(out)
         .output()
         .unwrap();
@@ -92,7 +99,10 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
     for (step, names) in jsonl_names(&dir.join("eval.jsonl")) {
         want.entry(step).or_default().extend(names);
     }
-    assert_eq!(want.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        want.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     assert!(want[&2].contains("reward/mean") && want[&2].iter().any(|n| n.starts_with("eval/")));
     assert_eq!(event_names(&events), want);
     // The values are the JSONL's (as f32).
@@ -104,8 +114,16 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
             .unwrap(),
     )
     .unwrap();
-    let ev4 = events.iter().find(|e| e.step == 4 && !e.scalars.is_empty()).unwrap();
-    let reward = ev4.scalars.iter().find(|(t, _)| t == "reward/mean").unwrap().1;
+    let ev4 = events
+        .iter()
+        .find(|e| e.step == 4 && !e.scalars.is_empty())
+        .unwrap();
+    let reward = ev4
+        .scalars
+        .iter()
+        .find(|(t, _)| t == "reward/mean")
+        .unwrap()
+        .1;
     assert_eq!(reward, last["reward/mean"].as_f64().unwrap() as f32);
 
     // Resume from step 2 (as after a kill between the two checkpoints): a second file, starting
@@ -122,20 +140,28 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).unwrap(), first);
     let resumed = read_events(&files[1]).unwrap();
-    assert!(resumed[1].session_start && resumed[1].step == 3, "{:?}", resumed[1]);
+    assert!(
+        resumed[1].session_start && resumed[1].step == 3,
+        "{:?}",
+        resumed[1]
+    );
     let names = event_names(&resumed);
     assert_eq!(names.keys().copied().collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(names[&4], want[&4]);
-    assert_eq!(read_dir_events(&dir.join("tb")).unwrap().len(), events.len() + resumed.len());
+    assert_eq!(
+        read_dir_events(&dir.join("tb")).unwrap().len(),
+        events.len() + resumed.len()
+    );
 }
 
 #[test]
 fn log_tensorboard_false_writes_no_event_files_and_a_bad_value_names_its_key() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("tb.yaml");
-    let off = GRID
-        .replace("name: tb", "name: tboff")
-        .replace("train: { steps: 4 }", "train: { steps: 1 }\n  log: { tensorboard: false }");
+    let off = GRID.replace("name: tb", "name: tboff").replace(
+        "train: { steps: 4 }",
+        "train: { steps: 1 }\n  log: { tensorboard: false }",
+    );
     std::fs::write(&grid, &off).unwrap();
     let out = tmp.path().join("out");
     run(&grid, &out);
@@ -143,8 +169,15 @@ fn log_tensorboard_false_writes_no_event_files_and_a_bad_value_names_its_key() {
     assert!(dir.join("metrics.jsonl").is_file());
     assert!(!dir.join("tb").exists());
 
-    std::fs::write(&grid, off.replace("tensorboard: false", "tensorboard: maybe")).unwrap();
-    let o = harness().args(["validate", grid.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &grid,
+        off.replace("tensorboard: false", "tensorboard: maybe"),
+    )
+    .unwrap();
+    let o = harness()
+        .args(["validate", grid.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("log.tensorboard"), "{}", text(&o));
 }

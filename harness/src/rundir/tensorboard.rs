@@ -47,7 +47,11 @@ impl EventWriter {
         // A run resumed within the same second on the same host must not reuse the name.
         let mut n = 0;
         let (file, path) = loop {
-            let name = if n == 0 { base.clone() } else { format!("{base}.{n}") };
+            let name = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}.{n}")
+            };
             let path = dir.join(name);
             match std::fs::OpenOptions::new()
                 .write(true)

@@ -17,7 +17,10 @@ fn only_file(dir: &Path) -> PathBuf {
 fn crc32c_is_the_castagnoli_polynomial() {
     // The standard check value of CRC-32C.
     assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
-    assert_eq!(masked_crc(b"123456789"), 0xE306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8));
+    assert_eq!(
+        masked_crc(b"123456789"),
+        0xE306_9283u32.rotate_right(15).wrapping_add(0xa282_ead8)
+    );
 }
 
 #[test]
@@ -25,15 +28,24 @@ fn written_events_read_back_with_checked_crcs() {
     let tmp = tempfile::tempdir().unwrap();
     let before = now();
     let mut w = EventWriter::create(tmp.path(), None).unwrap();
-    w.write_scalars(1, &row(&[("reward/mean", 0.25), ("actor/pg_loss", -1.5e-3)]))
-        .unwrap();
-    w.write_scalars(2, &row(&[("reward/mean", 0.5), ("actor/pg_loss", f64::NAN)]))
-        .unwrap();
+    w.write_scalars(
+        1,
+        &row(&[("reward/mean", 0.25), ("actor/pg_loss", -1.5e-3)]),
+    )
+    .unwrap();
+    w.write_scalars(
+        2,
+        &row(&[("reward/mean", 0.5), ("actor/pg_loss", f64::NAN)]),
+    )
+    .unwrap();
     w.write_scalars(2, &row(&[("eval/addition/avg@4", 0.75)]))
         .unwrap();
     let path = only_file(tmp.path());
     let name = path.file_name().unwrap().to_str().unwrap().to_string();
-    assert!(name.starts_with("events.out.tfevents.") && name.ends_with(&hostname()), "{name}");
+    assert!(
+        name.starts_with("events.out.tfevents.") && name.ends_with(&hostname()),
+        "{name}"
+    );
     assert_eq!(w.path(), path);
     // Each write reaches the file at once (no buffer to flush).
     let ev = read_events(&path).unwrap();
@@ -41,12 +53,18 @@ fn written_events_read_back_with_checked_crcs() {
     assert_eq!(ev[0].file_version.as_deref(), Some("brain.Event:2"));
     assert!(ev[0].scalars.is_empty() && !ev[0].session_start);
     for e in &ev {
-        assert!(e.wall_time >= before.floor() && e.wall_time <= now() + 1.0, "{e:?}");
+        assert!(
+            e.wall_time >= before.floor() && e.wall_time <= now() + 1.0,
+            "{e:?}"
+        );
     }
     assert_eq!(ev[1].step, 1);
     assert_eq!(
         ev[1].scalars,
-        vec![("actor/pg_loss".into(), -1.5e-3f32), ("reward/mean".into(), 0.25)]
+        vec![
+            ("actor/pg_loss".into(), -1.5e-3f32),
+            ("reward/mean".into(), 0.25)
+        ]
     );
     assert_eq!(ev[2].step, 2);
     assert_eq!(ev[2].scalars[0].0, "actor/pg_loss");
@@ -90,13 +108,19 @@ fn a_corrupt_record_is_named_and_a_torn_tail_ignored() {
     bad[last] ^= 1;
     std::fs::write(&path, &bad).unwrap();
     let err = read_events(&path).unwrap_err().to_string();
-    assert!(err.contains("record 2") && err.contains("data CRC"), "{err}");
+    assert!(
+        err.contains("record 2") && err.contains("data CRC"),
+        "{err}"
+    );
 
     let mut bad = bytes;
     bad[0] ^= 1; // the first record's length
     std::fs::write(&path, &bad).unwrap();
     let err = read_events(&path).unwrap_err().to_string();
-    assert!(err.contains("record 0") && err.contains("length CRC"), "{err}");
+    assert!(
+        err.contains("record 0") && err.contains("length CRC"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,7 +128,8 @@ fn large_steps_and_long_tags_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let mut w = EventWriter::create(tmp.path(), None).unwrap();
     let tag = "t/".repeat(100);
-    w.write_scalars(1 << 40, &row(&[(&tag, f64::INFINITY)])).unwrap();
+    w.write_scalars(1 << 40, &row(&[(&tag, f64::INFINITY)]))
+        .unwrap();
     let ev = read_events(w.path()).unwrap();
     assert_eq!(ev[1].step, 1 << 40);
     assert_eq!(ev[1].scalars, vec![(tag, f32::INFINITY)]);
@@ -154,7 +179,9 @@ fn fixture_json() -> (Vec<String>, Points) {
         .iter()
         .map(|(tag, pts)| {
             let pts = pts.as_array().unwrap().iter();
-            let pts = pts.map(|p| (p[0].as_i64().unwrap(), value(&p[1]))).collect();
+            let pts = pts
+                .map(|p| (p[0].as_i64().unwrap(), value(&p[1])))
+                .collect();
             (tag.clone(), pts)
         })
         .collect();
@@ -184,7 +211,10 @@ fn the_reader_agrees_with_tensorboard_on_the_fixture() {
     // The resumed run's repeated steps 3 and 4 appear once.
     let steps: Vec<i64> = want["reward/mean"].iter().map(|p| p.0).collect();
     assert_eq!(steps, vec![1, 2, 3, 4]);
-    assert!(same_points(&got, &want), "reader: {got:?}\nTensorBoard: {want:?}");
+    assert!(
+        same_points(&got, &want),
+        "reader: {got:?}\nTensorBoard: {want:?}"
+    );
 }
 
 /// A file's record payloads, each CRC checked by `read_events` first, the wall time (bytes 1..9:
@@ -212,10 +242,17 @@ fn the_current_writer_reproduces_the_fixture_records() {
     for (i, name) in fixture_json().0.iter().enumerate() {
         let path = fixture().join("tb").join(name);
         let events = read_events(&path).unwrap();
-        let resume = events.iter().find(|e| e.session_start).map(|e| e.step as u64);
+        let resume = events
+            .iter()
+            .find(|e| e.session_start)
+            .map(|e| e.step as u64);
         let mut w = EventWriter::create(&tmp.path().join(i.to_string()), resume).unwrap();
         for e in events.iter().filter(|e| !e.scalars.is_empty()) {
-            let row = e.scalars.iter().map(|(t, v)| (t.clone(), *v as f64)).collect();
+            let row = e
+                .scalars
+                .iter()
+                .map(|(t, v)| (t.clone(), *v as f64))
+                .collect();
             w.write_scalars(e.step as u64, &row).unwrap();
         }
         assert_eq!(
@@ -225,5 +262,8 @@ fn the_current_writer_reproduces_the_fixture_records() {
         );
         rewritten.extend(read_events(w.path()).unwrap());
     }
-    assert!(same_points(&as_tensorboard_reads(&rewritten), &fixture_json().1));
+    assert!(same_points(
+        &as_tensorboard_reads(&rewritten),
+        &fixture_json().1
+    ));
 }

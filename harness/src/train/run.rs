@@ -44,8 +44,14 @@ impl<'a> Logs<'a> {
         if resume_step.is_none() && tb_dir.exists() {
             std::fs::remove_dir_all(&tb_dir).map_err(|e| Error::io(&tb_dir, e))?;
         }
-        let tb = cfg.log.tensorboard.then(|| EventWriter::create(&tb_dir, resume_step.map(|s| s as u64)));
-        Ok(Logs { dir, tb: tb.transpose()? })
+        let tb = cfg
+            .log
+            .tensorboard
+            .then(|| EventWriter::create(&tb_dir, resume_step.map(|s| s as u64)));
+        Ok(Logs {
+            dir,
+            tb: tb.transpose()?,
+        })
     }
 
     fn append(&mut self, file: &str, row: &Metrics, step: usize) -> Result<()> {

@@ -103,7 +103,7 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
         want.keys().copied().collect::<Vec<_>>(),
         vec![0, 1, 2, 3, 4]
     );
-    assert!(want[&2].contains("reward/mean") && want[&2].iter().any(|n| n.starts_with("eval/")));
+    assert!(want[&2].contains("critic/score/mean") && want[&2].iter().any(|n| n.starts_with("eval/")));
     assert_eq!(event_names(&events), want);
     // The values are the JSONL's (as f32).
     let last: serde_json::Value = serde_json::from_str(
@@ -121,10 +121,10 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
     let reward = ev4
         .scalars
         .iter()
-        .find(|(t, _)| t == "reward/mean")
+        .find(|(t, _)| t == "actor/entropy")
         .unwrap()
         .1;
-    assert_eq!(reward, last["reward/mean"].as_f64().unwrap() as f32);
+    assert_eq!(reward, last["actor/entropy"].as_f64().unwrap() as f32);
 
     // Resume from step 2 (as after a kill between the two checkpoints): a second file, starting
     // a session at step 3, then steps 3 and 4 again; the first file is left as it was.

@@ -13,7 +13,7 @@
 //! `crc32c` crate), each holding one `tensorflow.Event` protobuf of which this module uses
 //! `wall_time` (1, double), `step` (2, int64), `file_version` (3, string), `summary` (5: repeated
 //! `Summary.Value` (1) with `tag` (1, string) and `simple_value` (2, float)) and `session_log`
-//! (6: `status` (1, enum; START = 1)). Values are stored as f32, as TensorBoard's scalars are.
+//! (7: `status` (1, enum; START = 1)). Values are stored as f32, as TensorBoard's scalars are.
 //!
 //! Resume: a resumed run opens a new file (TensorBoard reads every event file of a directory, in
 //! name order) that starts with a `SessionLog START` event at the first step it will write.
@@ -72,7 +72,7 @@ impl EventWriter {
             put_key(&mut log, 1, 0);
             put_varint(&mut log, 1); // SessionLog.START
             let mut what = Vec::new();
-            put_bytes(&mut what, 6, &log);
+            put_bytes(&mut what, 7, &log);
             w.write_event(step, &what)?;
         }
         Ok(w)
@@ -290,7 +290,7 @@ fn decode_event(b: &[u8]) -> std::result::Result<Event, &'static str> {
                 ev.file_version = Some(String::from_utf8(s.to_vec()).map_err(|_| "bad UTF-8")?)
             }
             (5, Field::Bytes(s)) => ev.scalars.extend(decode_summary(s)?),
-            (6, Field::Bytes(s)) => {
+            (7, Field::Bytes(s)) => {
                 ev.session_start = fields(s)?
                     .iter()
                     .any(|(n, f)| *n == 1 && matches!(f, Field::Varint(1)))

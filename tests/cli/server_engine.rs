@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
+use tch::{Device, Kind};
 
 /// The project venv's Python when it has torch and transformers.
 fn python() -> Option<PathBuf> {
@@ -117,6 +118,34 @@ fn probe(cfg: &ServerConfig) -> (i64, f64) {
     (r[0].response_ids[0], r[0].logprobs[0])
 }
 
+/// Max |μ − log π| over the tokens the server samples for a few prompts, π being the harness's
+/// own fp32 model of the weights in `dir` (the last ones the trainer pushed).
+fn max_token_logp_diff(cfg: &ServerConfig, dir: &Path) -> f64 {
+    let model = harness::model::load_model(&dir.display().to_string(), Kind::Float, Device::Cpu, 0)
+        .unwrap();
+    let p = SamplingParams {
+        max_new_tokens: 6,
+        ..SamplingParams::default()
+    };
+    let prompts = [vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9]];
+    let vocab = model.cfg.vocab_size;
+    let ro = Client::new(cfg)
+        .rollouts(&prompts, 3, &p, 11, vocab, Device::Cpu)
+        .unwrap();
+    let s = harness::rollout::score_responses(
+        &model,
+        &ro.prompt_ids,
+        &ro.prompt_mask,
+        &ro.response_ids,
+        &ro.response_mask,
+        1.0,
+        None,
+    );
+    ((s.logp - &ro.rollout_logp).abs() * &ro.response_mask)
+        .max()
+        .double_value(&[])
+}
+
 fn metrics(dir: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
@@ -175,6 +204,12 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
         harness::train::run_training(&config(cfg), 1, &d(run), &AtomicBool::new(false), &mut |_| {})
             .unwrap();
     }
+    let after = probe(&cfg_fp32);
+    let token_diff = [
+        max_token_logp_diff(&cfg_fp32, &d("fp32_model")),
+        max_token_logp_diff(&cfg_bf16, &d("bf16_weights")),
+    ];
+    println!("max |μ − log π| per token, fp32 and bf16 servers: {token_diff:?}");
 
     // (1) fp32 server: its μ is the trainer's π_old to fp32 rounding, on every token.
     let m32 = metrics(&d("run_fp32"));
@@ -185,21 +220,26 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
         "rollout_corr/k3_kl",
     ] {
         let worst = col(&m32, key).into_iter().fold(0f64, |a, x| a.max(x.abs()));
+        println!("fp32 server: max over steps of |{key}| = {worst:.3e}");
         assert!(worst < 1e-4, "fp32 server: {key} = {worst}");
     }
+    assert!(token_diff[0] < 1e-4, "fp32 server, per token: {}", token_diff[0]);
     // (2) bf16 server: a real, reported discrepancy.
+    assert!(token_diff[1] > 1e-4, "bf16 server, per token: {}", token_diff[1]);
     let m16 = metrics(&d("run_bf16"));
     let diff = col(&m16, "rollout_corr/abs_prob_diff_max");
+    println!("bf16 server: rollout_corr/abs_prob_diff_max per step = {diff:?}");
     assert!(diff.iter().all(|&x| x > 1e-4), "bf16 server: {diff:?}");
     assert!(col(&m16, "rollout_corr/log_ppl_abs_diff").iter().all(|&x| x > 0.0));
     // (3) rewards are the task's: after SFT the tiny model solves some additions.
     for m in [&m32, &m16] {
         let score: f64 = col(m, "critic/score/mean").iter().sum();
+        println!("mean reward summed over steps: {score:.3}");
         assert!(score > 0.0, "no reward in {STEPS} steps");
     }
     // (4) weights went to the server before every step (after SFT, then after each update), and
     // they changed: the server's weights and its log-prob of a fixed prompt moved.
-    // (The fp32 server also answered the probes before and after.)
+    // (The fp32 server also answered the probes before and after; both, the per-token check.)
     for (srv, probes) in [(&fp32, true), (&bf16, false)] {
         let ev = srv.events();
         let kinds: Vec<&str> = ev.iter().map(|(k, _)| k.as_str()).collect();
@@ -209,9 +249,10 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
             want.extend(["reload", "completions"]);
         }
         want.extend(probes.then_some("completions"));
+        want.push("completions");
         assert_eq!(kinds, want, "server events");
         let sums: Vec<f64> = ev.iter().filter(|e| e.0 == "reload").map(|e| e.1).collect();
         assert!(sums.windows(2).all(|w| w[0] != w[1]), "weights unchanged: {sums:?}");
     }
-    assert_ne!(probe(&cfg_fp32), before, "the server's log-probs did not change");
+    assert_ne!(after, before, "the server's log-probs did not change");
 }

@@ -14,9 +14,11 @@ use tch::{Device, Kind};
 
 /// The project venv's Python when it has torch and transformers.
 fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("HARNESS_VENV").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/harness/venv"))
-    })?;
+    let venv = std::env::var_os("HARNESS_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/harness/venv"))
+        })?;
     let py = venv.join("bin/python");
     let ok = Command::new(&py)
         .args(["-c", "import torch, transformers"])
@@ -61,7 +63,10 @@ impl Server {
             if let Some(st) = self.child.try_wait().unwrap() {
                 panic!("serve.py exited early: {st}");
             }
-            assert!(start.elapsed() < Duration::from_secs(180), "serve.py did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(180),
+                "serve.py did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let port = std::fs::read_to_string(&self.port_file).unwrap();
@@ -114,7 +119,9 @@ fn probe(cfg: &ServerConfig) -> (i64, f64) {
         max_new_tokens: 1,
         ..SamplingParams::default()
     };
-    let r = Client::new(cfg).complete(&[vec![1, 2, 3]], 1, &p, 7, 1 << 20).unwrap();
+    let r = Client::new(cfg)
+        .complete(&[vec![1, 2, 3]], 1, &p, 7, 1 << 20)
+        .unwrap();
     (r[0].response_ids[0], r[0].logprobs[0])
 }
 
@@ -201,8 +208,14 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
     let before = probe(&cfg_fp32);
     tch::set_num_threads(1);
     for (cfg, run) in [(&cfg_fp32, "run_fp32"), (&cfg_bf16, "run_bf16")] {
-        harness::train::run_training(&config(cfg), 1, &d(run), &AtomicBool::new(false), &mut |_| {})
-            .unwrap();
+        harness::train::run_training(
+            &config(cfg),
+            1,
+            &d(run),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
     }
     let after = probe(&cfg_fp32);
     let token_diff = [
@@ -223,14 +236,24 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
         println!("fp32 server: max over steps of |{key}| = {worst:.3e}");
         assert!(worst < 1e-4, "fp32 server: {key} = {worst}");
     }
-    assert!(token_diff[0] < 1e-4, "fp32 server, per token: {}", token_diff[0]);
+    assert!(
+        token_diff[0] < 1e-4,
+        "fp32 server, per token: {}",
+        token_diff[0]
+    );
     // (2) bf16 server: a real, reported discrepancy.
-    assert!(token_diff[1] > 1e-4, "bf16 server, per token: {}", token_diff[1]);
+    assert!(
+        token_diff[1] > 1e-4,
+        "bf16 server, per token: {}",
+        token_diff[1]
+    );
     let m16 = metrics(&d("run_bf16"));
     let diff = col(&m16, "rollout_corr/abs_prob_diff_max");
     println!("bf16 server: rollout_corr/abs_prob_diff_max per step = {diff:?}");
     assert!(diff.iter().all(|&x| x > 1e-4), "bf16 server: {diff:?}");
-    assert!(col(&m16, "rollout_corr/log_ppl_abs_diff").iter().all(|&x| x > 0.0));
+    assert!(col(&m16, "rollout_corr/log_ppl_abs_diff")
+        .iter()
+        .all(|&x| x > 0.0));
     // (3) rewards are the task's: after SFT the tiny model solves some additions.
     for m in [&m32, &m16] {
         let score: f64 = col(m, "critic/score/mean").iter().sum();
@@ -252,7 +275,10 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
         want.push("completions");
         assert_eq!(kinds, want, "server events");
         let sums: Vec<f64> = ev.iter().filter(|e| e.0 == "reload").map(|e| e.1).collect();
-        assert!(sums.windows(2).all(|w| w[0] != w[1]), "weights unchanged: {sums:?}");
+        assert!(
+            sums.windows(2).all(|w| w[0] != w[1]),
+            "weights unchanged: {sums:?}"
+        );
     }
     assert_ne!(after, before, "the server's log-probs did not change");
 }

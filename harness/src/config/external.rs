@@ -93,10 +93,7 @@ pub fn check(
     if prompt_ids.is_empty() || response_ids.is_empty() {
         return Err("empty prompt or response".into());
     }
-    for (what, ids) in [
-        ("prompt_ids", &prompt_ids),
-        ("response_ids", &response_ids),
-    ] {
+    for (what, ids) in [("prompt_ids", &prompt_ids), ("response_ids", &response_ids)] {
         let outside = |t: i64| t < 0 || vocab_size.is_some_and(|v| t as usize >= v);
         if let Some(bad) = ids.iter().find(|&&t| outside(t)) {
             let range = vocab_size
@@ -121,8 +118,8 @@ pub fn check(
         Some(other) => return Err(format!("unknown finish_reason `{other}`")),
     };
     Ok(ExternalRollout {
-        prompt_ids: prompt_ids,
-        response_ids: response_ids,
+        prompt_ids,
+        response_ids,
         logprobs,
         truncated,
     })

@@ -256,9 +256,11 @@ fn server(e: &mut Errs, srv: &ServerConfig, g: &EngineConfig) {
     e.positive("rollout.engine.server.timeout_s", srv.timeout_s);
     let has_dir = srv.weights_dir.as_deref().is_some_and(|d| !d.is_empty());
     match srv.reload {
-        Reload::None => e.check(srv.weights_dir.is_none(), "rollout.engine.server.weights_dir", || {
-            "is only written for a reload: set `reload: vllm | sglang` or remove it".into()
-        }),
+        Reload::None => e.check(
+            srv.weights_dir.is_none(),
+            "rollout.engine.server.weights_dir",
+            || "is only written for a reload: set `reload: vllm | sglang` or remove it".into(),
+        ),
         _ => e.check(has_dir, "rollout.engine.server.weights_dir", || {
             "required with a reload: the directory the trainer writes its weights to and the \
              server loads them from"

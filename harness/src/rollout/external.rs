@@ -26,7 +26,12 @@ pub fn read_external(
 /// Checked engine rollouts (at least one) as a [`Rollouts`] batch: prompts left-padded, responses
 /// right-padded to the longest one (or `width` if larger), log-probs 0 where masked.
 pub fn to_rollouts(rows: &[ExternalRollout], pad: i64, width: usize, device: Device) -> Rollouts {
-    let r = rows.iter().map(|x| x.response_ids.len()).max().unwrap().max(width);
+    let r = rows
+        .iter()
+        .map(|x| x.response_ids.len())
+        .max()
+        .unwrap()
+        .max(width);
     let prompts: Vec<Vec<i64>> = rows.iter().map(|x| x.prompt_ids.clone()).collect();
     let (prompt_ids, prompt_mask) = left_pad(&prompts, pad, device);
     let (mut ids, mut mask, mut lps) = (vec![], vec![], vec![]);

@@ -134,7 +134,11 @@ impl Client {
     /// directory (fp32 safetensors: the server casts to its own dtype) and call its reload
     /// endpoint. Nothing with `reload: none`.
     pub fn push_weights(&self, model: &Qwen3) -> Result<()> {
-        let Some(dir) = self.cfg.weights_dir.as_deref().filter(|_| self.cfg.reload != Reload::None)
+        let Some(dir) = self
+            .cfg
+            .weights_dir
+            .as_deref()
+            .filter(|_| self.cfg.reload != Reload::None)
         else {
             return Ok(());
         };
@@ -159,7 +163,9 @@ impl Client {
 pub fn reload_call(reload: Reload, dir: &str) -> (&'static str, Value) {
     match reload {
         Reload::Vllm => ("/collective_rpc", json!({ "method": "reload_weights" })),
-        Reload::Sglang | Reload::None => ("/update_weights_from_disk", json!({ "model_path": dir })),
+        Reload::Sglang | Reload::None => {
+            ("/update_weights_from_disk", json!({ "model_path": dir }))
+        }
     }
 }
 
@@ -209,7 +215,11 @@ pub fn parse_choices(
 
 /// One choice: its token ids (`token_ids`, else `logprobs.tokens` as `token_id:N`), their
 /// log-probs and finish reason.
-fn choice(c: &Value, prompt: &[i64], vocab_size: usize) -> std::result::Result<ExternalRollout, String> {
+fn choice(
+    c: &Value,
+    prompt: &[i64],
+    vocab_size: usize,
+) -> std::result::Result<ExternalRollout, String> {
     let lp = &c["logprobs"];
     let logprobs: Vec<Option<f64>> = lp["token_logprobs"]
         .as_array()
@@ -219,13 +229,15 @@ fn choice(c: &Value, prompt: &[i64], vocab_size: usize) -> std::result::Result<E
         .collect();
     let ids = match c["token_ids"].as_array() {
         Some(ids) => ids.iter().map(Value::as_i64).collect::<Option<Vec<i64>>>(),
-        None => lp["tokens"].as_array().ok_or(
-            "no `token_ids` and no `logprobs.tokens`: the server must return token ids \
+        None => lp["tokens"]
+            .as_array()
+            .ok_or(
+                "no `token_ids` and no `logprobs.tokens`: the server must return token ids \
              (vLLM: return_token_ids / return_tokens_as_token_ids)",
-        )?
-        .iter()
-        .map(|t| t.as_str()?.strip_prefix("token_id:")?.parse().ok())
-        .collect(),
+            )?
+            .iter()
+            .map(|t| t.as_str()?.strip_prefix("token_id:")?.parse().ok())
+            .collect(),
     }
     .ok_or("token ids are not integers (or `token_id:N` strings)")?;
     check(
@@ -312,7 +324,10 @@ mod tests {
         };
         let b = Client::new(&cfg).request(&[vec![1, 2]], 4, &p, 9);
         assert_eq!(b["prompt"], json!([[1, 2]]));
-        assert_eq!((b["n"].clone(), b["max_tokens"].clone()), (json!(4), json!(5)));
+        assert_eq!(
+            (b["n"].clone(), b["max_tokens"].clone()),
+            (json!(4), json!(5))
+        );
         assert_eq!(b["stop_token_ids"], json!([2]));
         assert_eq!(b["top_k"], json!(3));
         assert_eq!(
@@ -335,6 +350,9 @@ mod tests {
             .complete(&[vec![1]], 1, &SamplingParams::default(), 0, 16)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("http://127.0.0.1:9") && e.contains("/v1/completions"), "{e}");
+        assert!(
+            e.contains("http://127.0.0.1:9") && e.contains("/v1/completions"),
+            "{e}"
+        );
     }
 }

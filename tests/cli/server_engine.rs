@@ -282,3 +282,37 @@ fn trains_against_a_real_server_fp32_matches_bf16_differs() {
     }
     assert_ne!(after, before, "the server's log-probs did not change");
 }
+
+#[test]
+fn validate_names_each_bad_server_key() {
+    let d = tempfile::tempdir().unwrap();
+    let grid = d.path().join("g.yaml");
+    std::fs::write(
+        &grid,
+        "name: srv\nbase:\n  model: { name: tiny-qwen3 }\n  task: { name: addition }\n  \
+         algorithm: { name: grpo }\n  rollout:\n    engine:\n      staleness: 2\n      \
+         server: { url: 'https://h:1', model: policy, reload: sglang }\nseeds: [0]\n",
+    )
+    .unwrap();
+    let o = harness().arg("validate").arg(&grid).output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    for key in [
+        "rollout.engine.server.url",
+        "rollout.engine.server.weights_dir",
+        "rollout.engine.staleness",
+    ] {
+        assert!(t.contains(key), "{key} not in\n{t}");
+    }
+    let ok = "server: { url: 'http://127.0.0.1:8000', model: policy, reload: sglang, \
+              weights_dir: /tmp/w }";
+    let body = std::fs::read_to_string(&grid).unwrap();
+    let body = body.replace("      staleness: 2\n", "");
+    let body = body.replace(
+        "server: { url: 'https://h:1', model: policy, reload: sglang }",
+        ok,
+    );
+    std::fs::write(&grid, body).unwrap();
+    let o = harness().arg("validate").arg(&grid).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}

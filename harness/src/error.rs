@@ -36,6 +36,10 @@ pub enum Error {
     /// A model named by path or Hub id that is not on this machine.
     #[error("model `{spec}`: {msg}")]
     ModelNotFound { spec: String, msg: String },
+    /// An inference server (`rollout.engine.server`) that failed or answered what the engine
+    /// cannot use.
+    #[error("inference server {url}: {msg}")]
+    Server { url: String, msg: String },
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }

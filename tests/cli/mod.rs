@@ -19,6 +19,7 @@ mod report;
 mod report_files;
 mod run_dir;
 mod scripts;
+mod server_engine;
 mod tensorboard;
 mod verl_backend;
 

@@ -65,20 +65,35 @@ pub fn parse(
 fn parse_line(line: &str, vocab_size: Option<usize>) -> Result<ExternalRollout, String> {
     let l: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let lp = l.logprobs.ok_or("missing `logprobs`")?;
-    if lp.len() != l.response_ids.len() {
+    check(
+        l.prompt_ids,
+        l.response_ids,
+        lp,
+        l.finish_reason.as_deref(),
+        vocab_size,
+    )
+}
+
+/// One rollout as an engine reported it (from this file or a server's response), checked: ids in
+/// the vocabulary, one finite log-prob ≤ 0 per response token, a known finish reason.
+pub fn check(
+    prompt_ids: Vec<i64>,
+    response_ids: Vec<i64>,
+    lp: Vec<Option<f64>>,
+    finish_reason: Option<&str>,
+    vocab_size: Option<usize>,
+) -> Result<ExternalRollout, String> {
+    if lp.len() != response_ids.len() {
         return Err(format!(
             "{} logprobs for {} response tokens (misaligned)",
             lp.len(),
-            l.response_ids.len()
+            response_ids.len()
         ));
     }
-    if l.prompt_ids.is_empty() || l.response_ids.is_empty() {
+    if prompt_ids.is_empty() || response_ids.is_empty() {
         return Err("empty prompt or response".into());
     }
-    for (what, ids) in [
-        ("prompt_ids", &l.prompt_ids),
-        ("response_ids", &l.response_ids),
-    ] {
+    for (what, ids) in [("prompt_ids", &prompt_ids), ("response_ids", &response_ids)] {
         let outside = |t: i64| t < 0 || vocab_size.is_some_and(|v| t as usize >= v);
         if let Some(bad) = ids.iter().find(|&&t| outside(t)) {
             let range = vocab_size
@@ -97,14 +112,14 @@ fn parse_line(line: &str, vocab_size: Option<usize>) -> Result<ExternalRollout, 
             _ => Err(format!("logprobs[{j}] is missing, not finite or positive")),
         })
         .collect::<Result<Vec<f64>, String>>()?;
-    let truncated = match l.finish_reason.as_deref() {
+    let truncated = match finish_reason {
         None | Some("stop") => false,
         Some("length") => true,
         Some(other) => return Err(format!("unknown finish_reason `{other}`")),
     };
     Ok(ExternalRollout {
-        prompt_ids: l.prompt_ids,
-        response_ids: l.response_ids,
+        prompt_ids,
+        response_ids,
         logprobs,
         truncated,
     })

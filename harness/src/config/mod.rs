@@ -20,6 +20,7 @@ use std::path::Path;
 pub mod backend;
 pub mod external;
 pub mod inputs;
+pub mod server;
 pub mod source;
 pub mod structure;
 pub mod task_checks;
@@ -433,6 +434,10 @@ pub struct EngineConfig {
     pub topk_logprobs: usize,
     /// Read rollouts from a real engine's JSONL instead of sampling (format: [`external`]).
     pub external: Option<String>,
+    /// Sample from an OpenAI-compatible completions server that gets the trainer's weights
+    /// before every step ([`server`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<server::ServerConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

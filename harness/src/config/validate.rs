@@ -2,7 +2,8 @@
 //! at once, each naming the full key path of the value to change. Run once, by
 //! [`RawRunConfig::check`](super::RawRunConfig::check) / [`check_document`](super::check_document);
 //! a [`RunConfig`](super::RunConfig) exists only when they found nothing.
-use super::{ConfigError, KeyPath, RawRunConfig, Seg};
+use super::server::{Reload, ServerConfig};
+use super::{ConfigError, EngineConfig, KeyPath, RawRunConfig, Seg};
 use crate::model::lora::{LORA_TARGETS, MLP_TARGETS};
 use crate::model::Qwen3Config;
 use crate::objective::{build_algorithm, AlgorithmConfig, KeySeg};
@@ -196,6 +197,9 @@ fn rollout(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
             "must name a JSONL file".into()
         });
     }
+    if let Some(srv) = &g.server {
+        server(e, srv, g);
+    }
     let Some(s) = shape else { return };
     e.check(r.top_k <= s.vocab_size, "rollout.top_k", || {
         format!("exceeds the vocabulary ({}), got {}", s.vocab_size, r.top_k)
@@ -230,6 +234,57 @@ fn rollout(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
             )
         },
     );
+}
+
+/// `rollout.engine.server`: its own values, and the in-process engine's knobs that a server
+/// cannot honour (its precision, quantisation and staleness are the server's own).
+fn server(e: &mut Errs, srv: &ServerConfig, g: &EngineConfig) {
+    e.check(
+        srv.url.starts_with("http://") && srv.url.len() > "http://".len(),
+        "rollout.engine.server.url",
+        || {
+            format!(
+                "must be a plain http:// URL such as http://127.0.0.1:8000 (no TLS client is \
+                 built in), got `{}`",
+                srv.url
+            )
+        },
+    );
+    e.check(!srv.model.is_empty(), "rollout.engine.server.model", || {
+        "must name the served model (the request's `model` field)".into()
+    });
+    e.positive("rollout.engine.server.timeout_s", srv.timeout_s);
+    let has_dir = srv.weights_dir.as_deref().is_some_and(|d| !d.is_empty());
+    match srv.reload {
+        Reload::None => e.check(
+            srv.weights_dir.is_none(),
+            "rollout.engine.server.weights_dir",
+            || "is only written for a reload: set `reload: vllm | sglang` or remove it".into(),
+        ),
+        _ => e.check(has_dir, "rollout.engine.server.weights_dir", || {
+            "required with a reload: the directory the trainer writes its weights to and the \
+             server loads them from"
+                .into()
+        }),
+    }
+    let d = EngineConfig::default();
+    let knobs = [
+        ("external", g.external.is_some()),
+        ("precision", g.precision != d.precision),
+        ("weight_quant", g.weight_quant != d.weight_quant),
+        ("quant_scale", g.quant_scale != d.quant_scale),
+        ("router", g.router != d.router),
+        ("staleness", g.staleness != d.staleness),
+        ("logit_noise", g.logit_noise != d.logit_noise),
+        ("topk_logprobs", g.topk_logprobs != d.topk_logprobs),
+    ];
+    for (knob, set) in knobs {
+        e.check(!set, &format!("rollout.engine.{knob}"), || {
+            "the in-process engine's knob has no effect with rollout.engine.server (the server's \
+             own precision, weights and lag are what it measures): remove one of them"
+                .into()
+        });
+    }
 }
 
 /// The algorithm's own checks (paths under `algorithm`), then what it needs from the rest.
@@ -382,6 +437,47 @@ algorithm: { name: grpo }
 train: { precision: bf16, recompute: true }
 ");
         assert_eq!(validate(&attn), vec![]);
+    }
+
+    #[test]
+    fn server_engine_is_checked_and_excludes_in_process_knobs() {
+        let ok = raw("
+model: { name: tiny-qwen3 }
+task: { name: addition }
+algorithm: { name: grpo }
+rollout: { engine: { server: { url: 'http://127.0.0.1:8000', model: m, reload: sglang, weights_dir: /tmp/w } } }
+");
+        assert_eq!(validate(&ok), vec![]);
+        let bad = raw("
+model: { name: tiny-qwen3 }
+task: { name: addition }
+algorithm: { name: grpo }
+rollout:
+  engine:
+    precision: bf16
+    staleness: 1
+    external: x.jsonl
+    server: { url: 'https://h:1', model: '', reload: vllm, timeout_s: 0 }
+");
+        let p = paths(&bad);
+        for want in [
+            "rollout.engine.server.url",
+            "rollout.engine.server.model",
+            "rollout.engine.server.timeout_s",
+            "rollout.engine.server.weights_dir",
+            "rollout.engine.precision",
+            "rollout.engine.staleness",
+            "rollout.engine.external",
+        ] {
+            assert!(p.contains(&want.to_string()), "{want} missing from {p:?}");
+        }
+        let stray = raw("
+model: { name: tiny-qwen3 }
+task: { name: addition }
+algorithm: { name: grpo }
+rollout: { engine: { server: { url: 'http://h:1', model: m, reload: none, weights_dir: /tmp/w } } }
+");
+        assert_eq!(paths(&stray), vec!["rollout.engine.server.weights_dir"]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Rollouts produced by a real engine (vLLM, SGLang): JSONL lines
 //! `{"prompt_ids": [...], "response_ids": [...], "logprobs": [...]}` (optionally `"finish_reason"`),
-//! as tensors.
+//! as tensors. [`to_rollouts`] is shared with the server engine ([`super::server`]).
 use super::sampler::{left_pad, FinishReason, Rollouts};
-use crate::config::external;
+use crate::config::external::{self, ExternalRollout};
 use crate::{Error, Result};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -20,22 +20,23 @@ pub fn read_external(
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let rows = external::parse(&text, Some(vocab_size))
         .map_err(|errs| Error::Input(external::describe(path, &errs).join("\n")))?;
-    let rows: Vec<_> = rows
-        .into_iter()
-        .map(|r| {
-            let finish = if r.truncated {
-                FinishReason::Length
-            } else {
-                FinishReason::Stop
-            };
-            (r.prompt_ids, r.response_ids, r.logprobs, finish)
-        })
-        .collect();
-    let r = rows.iter().map(|x| x.1.len()).max().unwrap().max(width);
-    let prompts: Vec<Vec<i64>> = rows.iter().map(|x| x.0.clone()).collect();
+    Ok(to_rollouts(&rows, pad, width, device))
+}
+
+/// Checked engine rollouts (at least one) as a [`Rollouts`] batch: prompts left-padded, responses
+/// right-padded to the longest one (or `width` if larger), log-probs 0 where masked.
+pub fn to_rollouts(rows: &[ExternalRollout], pad: i64, width: usize, device: Device) -> Rollouts {
+    let r = rows
+        .iter()
+        .map(|x| x.response_ids.len())
+        .max()
+        .unwrap()
+        .max(width);
+    let prompts: Vec<Vec<i64>> = rows.iter().map(|x| x.prompt_ids.clone()).collect();
     let (prompt_ids, prompt_mask) = left_pad(&prompts, pad, device);
     let (mut ids, mut mask, mut lps) = (vec![], vec![], vec![]);
-    for (_, resp, lp, _) in &rows {
+    for row in rows {
+        let (resp, lp) = (&row.response_ids, &row.logprobs);
         let extra = r - resp.len();
         ids.extend(resp.iter().copied().chain(std::iter::repeat_n(pad, extra)));
         mask.extend(std::iter::repeat_n(1f32, resp.len()).chain(std::iter::repeat_n(0.0, extra)));
@@ -46,7 +47,14 @@ pub fn read_external(
         );
     }
     let shape = [rows.len() as i64, r as i64];
-    Ok(Rollouts {
+    let finish = |x: &ExternalRollout| {
+        if x.truncated {
+            FinishReason::Length
+        } else {
+            FinishReason::Stop
+        }
+    };
+    Rollouts {
         prompt_ids,
         prompt_mask,
         response_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
@@ -57,9 +65,9 @@ pub fn read_external(
             .to_device(device),
         topk: None,
         engine_experts: vec![],
-        lengths: rows.iter().map(|x| x.1.len()).collect(),
-        finish: rows.iter().map(|x| x.3).collect(),
-    })
+        lengths: rows.iter().map(|x| x.response_ids.len()).collect(),
+        finish: rows.iter().map(finish).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,13 @@ pub fn plan_micro_batches(extents: &[(usize, usize)], budget: usize) -> Vec<Rang
     runs
 }
 
+/// One run of rows and the columns its forward needs (see [`Rows::runs`]).
+struct Run {
+    range: Range<usize>,
+    prompt: i64,
+    response: i64,
+}
+
 /// Token rows: left-padded prompts `[N, P]` and their 0/1 mask, responses `[N, R]` and their float
 /// mask (1 on generated tokens).
 pub struct Rows {
@@ -137,6 +144,34 @@ impl Rows {
         }
     }
 
+    /// Runs of rows of at most `budget` tokens ([`plan_micro_batches`] over [`Rows::extents`]),
+    /// each with the prompt and response columns it needs.
+    fn runs(&self, budget: usize) -> Vec<Run> {
+        let extents = self.extents();
+        plan_micro_batches(&extents, budget)
+            .into_iter()
+            .map(|range| {
+                let ext = &extents[range.clone()];
+                let prompt = ext.iter().map(|e| e.0).max().unwrap_or(0).max(1) as i64;
+                let response = ext.iter().map(|e| e.1).max().unwrap_or(0).max(1) as i64;
+                Run {
+                    range,
+                    prompt,
+                    response,
+                }
+            })
+            .collect()
+    }
+
+    /// These rows in consecutive parts of at most `budget` tokens, each trimmed to its own padded
+    /// length (forwards without a graph in bounded memory; reassemble with [`stack_parts`]).
+    pub fn parts(&self, budget: usize) -> Vec<Rows> {
+        let runs = self.runs(budget);
+        runs.iter()
+            .map(|r| self.trimmed(&r.range, r.prompt, r.response))
+            .collect()
+    }
+
     pub fn select(&self, idx: Option<&Tensor>) -> Self {
         Rows {
             prompt_ids: rows_of(&self.prompt_ids, idx),
@@ -187,32 +222,52 @@ impl Batch {
     /// order, each trimmed to its own padded length. The aggregation's denominators are the whole
     /// batch's (take them before splitting), so the trimming changes no loss.
     pub fn micro_batches(&self, budget: usize) -> Vec<Batch> {
-        let extents = self.rows.extents();
-        let runs = plan_micro_batches(&extents, budget);
-        runs.iter()
-            .map(|run| {
-                let ext = &extents[run.clone()];
-                let p = ext.iter().map(|e| e.0).max().unwrap_or(0).max(1) as i64;
-                let r = ext.iter().map(|e| e.1).max().unwrap_or(0).max(1) as i64;
-                let rows =
-                    |t: &Tensor| trim_right(&t.narrow(0, run.start as i64, run.len() as i64), r);
-                let opt = |t: &Option<Tensor>| t.as_ref().map(rows);
-                Batch {
-                    rows: self.rows.trimmed(run, p, r),
-                    rollout_logp: rows(&self.rollout_logp),
-                    rollout_topk: self
-                        .rollout_topk
-                        .as_ref()
-                        .map(|(lp, ids)| (rows(lp), rows(ids))),
-                    old_logp: rows(&self.old_logp),
-                    advantages: rows(&self.advantages),
-                    returns: opt(&self.returns),
-                    ref_logp: opt(&self.ref_logp),
-                    old_values: opt(&self.old_values),
-                }
-            })
+        self.rows
+            .runs(budget)
+            .into_iter()
+            .map(
+                |Run {
+                     range,
+                     prompt,
+                     response,
+                 }| {
+                    let rows = |t: &Tensor| {
+                        let part = t.narrow(0, range.start as i64, range.len() as i64);
+                        trim_right(&part, response)
+                    };
+                    let opt = |t: &Option<Tensor>| t.as_ref().map(rows);
+                    Batch {
+                        rows: self.rows.trimmed(&range, prompt, response),
+                        rollout_logp: rows(&self.rollout_logp),
+                        rollout_topk: self
+                            .rollout_topk
+                            .as_ref()
+                            .map(|(lp, ids)| (rows(lp), rows(ids))),
+                        old_logp: rows(&self.old_logp),
+                        advantages: rows(&self.advantages),
+                        returns: opt(&self.returns),
+                        ref_logp: opt(&self.ref_logp),
+                        old_values: opt(&self.old_values),
+                    }
+                },
+            )
             .collect()
     }
+}
+
+/// Per-row results `[n_i, r_i, ...]` of consecutive parts of the rows, right-padded with zeros to
+/// `cols` columns and stacked into `[N, cols, ...]`: a forward in parts reassembled.
+pub fn stack_parts(parts: &[Tensor], cols: i64) -> Tensor {
+    let padded: Vec<Tensor> = parts
+        .iter()
+        .map(|t| {
+            // constant_pad_nd lists (before, after) from the last dim back to dim 1.
+            let mut pad = vec![0i64; 2 * (t.dim() - 2)];
+            pad.extend([0, cols - t.size()[1]]);
+            t.constant_pad_nd(pad.as_slice())
+        })
+        .collect();
+    Tensor::cat(&padded, 0)
 }
 
 #[cfg(test)]

@@ -97,3 +97,57 @@ fn eval_engine_key_parses_and_keeps_run_ids() {
     assert_eq!(t.engine, EvalEngine::Trainer);
     assert!(serde_yaml::from_str::<crate::config::EvalConfig>("engine: gpu").is_err());
 }
+
+/// The committed `experiments/dcgrpo-feedback.yaml` run `case`/seed 0 (evaluation off: it draws
+/// nothing training uses), its steps' metrics.
+fn feedback_run(case: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../experiments/dcgrpo-feedback.yaml");
+    let grid = crate::grid::Grid::load(&file).unwrap();
+    let run = grid
+        .runs
+        .iter()
+        .find(|r| r.case.as_deref() == Some(case) && r.seed == 0)
+        .unwrap();
+    let cfg = run.config.clone().edit(|c| c.eval.every = 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(train(&cfg, 0, dir.path()).state, RunState::Done);
+    metrics_of(dir.path())
+}
+
+/// Mean of `key` over steps 21–40.
+fn late_mean(rows: &[serde_json::Map<String, serde_json::Value>], key: &str) -> f64 {
+    let xs: Vec<f64> = rows[20..40]
+        .iter()
+        .map(|r| r[key].as_f64().unwrap())
+        .collect();
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+/// Issue 15's failing seed (quickstart setting, seed 0): as reported, λ winds up against a
+/// tolerance below the engine's δ̄ floor until the penalty's gradient dominates the update (the
+/// runaway reports/dcgrpo-feedback/ explains); the dual update's rate limit (`lambda_rate: 0.02`)
+/// keeps the same seed stable. About a minute of CPU.
+#[test]
+fn rate_limited_dual_update_stops_the_runaway_on_the_failing_seed() {
+    let _rng = crate::rng_lock();
+    let reported = feedback_run("dc-reported");
+    let limited = feedback_run("dc-rate");
+    let lambda = |rows: &[serde_json::Map<_, _>]| rows[39]["dc/lambda"].as_f64().unwrap();
+    let (pen, pol) = ("diag/grad_norm/penalty", "diag/grad_norm/policy");
+    assert!(lambda(&reported) > 5.0, "λ {}", lambda(&reported));
+    assert!(late_mean(&reported, "actor/grad_norm") > 10.0);
+    assert!(late_mean(&reported, pen) > 3.0 * late_mean(&reported, pol));
+    assert!(lambda(&limited) < 1.0, "λ {}", lambda(&limited));
+    assert!(late_mean(&limited, "actor/grad_norm") < 5.0);
+    assert!(late_mean(&limited, pen) < late_mean(&limited, pol));
+    eprintln!(
+        "seed 0, steps 21-40: reported λ40 {:.2} grad {:.1} δ̄ {:.2e}; rate-limited λ40 {:.2} grad {:.1} δ̄ {:.2e}",
+        lambda(&reported),
+        late_mean(&reported, "actor/grad_norm"),
+        late_mean(&reported, "rollout_corr/abs_prob_diff"),
+        lambda(&limited),
+        late_mean(&limited, "actor/grad_norm"),
+        late_mean(&limited, "rollout_corr/abs_prob_diff"),
+    );
+}

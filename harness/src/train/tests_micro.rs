@@ -207,3 +207,55 @@ fn micro_batched_run_has_the_unsplit_runs_metrics() {
         }
     }
 }
+
+/// Scoring (π_old, π_ref, V_old) with `train.micro_batch_tokens` runs in parts of that many
+/// tokens and reassembles them: the same `[N, R]` tensors as one pass (MoE: the same experts on
+/// every response token), and no part longer than the budget.
+#[test]
+fn scoring_in_parts_equals_one_pass() {
+    let _rng = crate::rng_lock();
+    tch::set_num_threads(1);
+    for (model, alg) in [
+        ("tiny-qwen3", ALGORITHMS[1]),
+        ("tiny-qwen3-moe", ALGORITHMS[0]),
+    ] {
+        let plain = config(alg, 1)
+            .edit(|c| c.model.name = model.into())
+            .unwrap();
+        let micro = plain
+            .clone()
+            .edit(|c| c.train.micro_batch_tokens = Some(20))
+            .unwrap();
+        let scores = |cfg: &RunConfig| {
+            let t = Trainer::new(cfg, 5, false).unwrap();
+            tch::manual_seed(step_seed(5, 1, 1));
+            let c = t.collect(1).unwrap();
+            let parts = super::batch::Rows::of(&c.rollouts).parts(20).len();
+            (t.score(&c), c, parts)
+        };
+        let (a, ca, parts) = scores(&plain);
+        let (b, _, _) = scores(&micro);
+        assert!(parts >= 3, "{model}: {parts} parts");
+        let mask = &ca.rollouts.response_mask;
+        let close = |x: &Tensor, y: &Tensor, what: &str| {
+            assert_eq!(x.size(), y.size(), "{model} {what}");
+            let d = ((x - y) * mask).abs().max().double_value(&[]);
+            assert!(d <= TOL, "{model} {what}: max |Δ| {d}");
+        };
+        close(&a.old.logp, &b.old.logp, "π_old");
+        close(&a.old.entropy, &b.old.entropy, "entropy");
+        let opt = |x: &Option<Tensor>| x.as_ref().expect("scored").shallow_clone();
+        close(&opt(&a.ref_logp), &opt(&b.ref_logp), "π_ref");
+        if model == "tiny-qwen3" {
+            close(&opt(&a.old_values), &opt(&b.old_values), "V_old");
+        }
+        assert_eq!(a.old.experts.len(), b.old.experts.len());
+        for (x, y) in a.old.experts.iter().zip(&b.old.experts) {
+            let on = mask.unsqueeze(-1).gt(0.0);
+            assert!(
+                x.masked_select(&on).equal(&y.masked_select(&on)),
+                "{model} experts"
+            );
+        }
+    }
+}

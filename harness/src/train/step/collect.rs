@@ -1,7 +1,9 @@
 //! Stage 1, collect: the engine samples `prompts_per_step × group_size` responses (or a real
-//! engine's are read from `rollout.engine.external`) and the task scores them.
-use super::super::trainer::Trainer;
+//! engine's are read from `rollout.engine.external`, or an inference server samples them:
+//! `rollout.engine.server`) and the task scores them by problem.
+use super::super::trainer::{step_seed, Trainer};
 use crate::rollout::external::read_external;
+use crate::rollout::server::Client;
 use crate::rollout::Rollouts;
 use crate::task::{Problem, Task};
 use crate::Result;
@@ -43,6 +45,26 @@ pub fn rewards(task: &dyn Task, problems: &[Problem], response_ids: &Tensor, k: 
 }
 
 impl Trainer<'_> {
+    /// The server engine's rollouts of step `step`: first the trainer's current weights go to the
+    /// server (so it samples with the weights after the last update, after SFT and after a
+    /// resume alike), then the step's problems go out as token ids.
+    fn collect_from_server(&self, step: usize) -> Result<(Rollouts, Vec<Problem>)> {
+        let r = &self.cfg.rollout;
+        let client = Client::new(r.engine.server.as_ref().expect("server engine"));
+        client.push_weights(&self.actor.model)?;
+        let problems = self.task.train_batch(self.seed, step, r.prompts_per_step);
+        let prompts: Vec<Vec<i64>> = problems.iter().map(|p| p.prompt_ids.clone()).collect();
+        let ro = client.rollouts(
+            &prompts,
+            r.group_size,
+            &self.sampling(r.temperature),
+            step_seed(self.seed, step, 1) as u64,
+            self.actor.model.cfg.vocab_size,
+            self.device,
+        )?;
+        Ok((ro, problems))
+    }
+
     /// Stage 1 of step `step` (libtorch's RNG already seeded for it).
     pub fn collect(&self, step: usize) -> Result<Collected> {
         let t = Instant::now();
@@ -58,6 +80,7 @@ impl Trainer<'_> {
                 )?;
                 (ro, vec![])
             }
+            None if r.engine.server.is_some() => self.collect_from_server(step)?,
             None => {
                 let problems = self.task.train_batch(self.seed, step, r.prompts_per_step);
                 let prompts = repeat_prompts(&problems, r.group_size);

@@ -1,7 +1,7 @@
 //! Stage 2, score: the trainer's view of the collected rows — π_old (the trainer recomputing what
 //! the engine sampled), π_ref and the critic's values when the algorithm has them — then the
 //! discrepancy diagnostics and the algorithm's advantages, handed to the update as a [`Batch`].
-use super::super::batch::{Batch, Rows};
+use super::super::batch::{stack_parts, Batch, Rows};
 use super::super::trainer::Trainer;
 use super::collect::Collected;
 use crate::diagnostics::rollout_corr;
@@ -79,24 +79,36 @@ impl Trainer<'_> {
         t.ppo_epochs == 1 && t.mini_batches == 1 && !t.recompute && t.micro_batch_tokens.is_none()
     }
 
-    /// Stage 2: π_old, π_ref and V_old of the collected rows.
+    /// Stage 2: π_old, π_ref and V_old of the collected rows. With `train.micro_batch_tokens` the
+    /// forwards without a graph run in parts of that many tokens too, so scoring stays within the
+    /// update's memory (the parts' results are reassembled; equal to one pass within fp32 noise).
     pub fn score(&self, c: &Collected) -> Scores {
         let t = Instant::now();
         let rows = Rows::of(&c.rollouts);
         let temp = self.cfg.rollout.temperature;
+        let budget = self.cfg.train.micro_batch_tokens;
         let model = &self.actor.model;
         let (old, fused) = if self.fused_old_logp() {
             let gather = c.rollouts.topk.as_ref().map(|(_, ids)| ids);
             let cur = rows.score(model, temp, gather);
             (cur.detached(), Some(cur))
         } else {
-            (tch::no_grad(|| rows.score(model, temp, None)), None)
+            let parts = in_parts(&rows, budget, |r| {
+                let s = tch::no_grad(|| r.score(model, temp, None));
+                let mut v = vec![s.logp, s.entropy];
+                v.extend(s.experts);
+                v
+            });
+            (scored_from(parts), None)
         };
-        let ref_logp = self.reference.as_ref().map(|r| r.logp(&rows, temp));
-        let old_values = self
-            .critic
-            .as_ref()
-            .map(|v| tch::no_grad(|| v.values(&rows)));
+        let ref_logp = self.reference.as_ref().map(|r| {
+            let mut v = in_parts(&rows, budget, |part| vec![r.logp(part, temp)]);
+            v.remove(0)
+        });
+        let old_values = self.critic.as_ref().map(|v| {
+            let mut out = in_parts(&rows, budget, |part| vec![tch::no_grad(|| v.values(part))]);
+            out.remove(0)
+        });
         Scores {
             old,
             fused,
@@ -104,5 +116,35 @@ impl Trainer<'_> {
             old_values,
             seconds: t.elapsed().as_secs_f64(),
         }
+    }
+}
+
+/// `f`'s per-row tensors `[N, R, ...]` of `rows`: one call, or with a token `budget` one call per
+/// part ([`Rows::parts`]) and the parts' results stacked back to the full width.
+fn in_parts(rows: &Rows, budget: Option<usize>, f: impl Fn(&Rows) -> Vec<Tensor>) -> Vec<Tensor> {
+    let Some(budget) = budget else {
+        return f(rows);
+    };
+    let cols = rows.mask.size()[1];
+    let parts: Vec<Vec<Tensor>> = rows.parts(budget).iter().map(f).collect();
+    (0..parts[0].len())
+        .map(|i| {
+            let column: Vec<Tensor> = parts.iter().map(|p| p[i].shallow_clone()).collect();
+            stack_parts(&column, cols)
+        })
+        .collect()
+}
+
+/// A graph-free [`Scored`] from `[logp, entropy, experts...]`.
+fn scored_from(mut parts: Vec<Tensor>) -> Scored {
+    let experts = parts.split_off(2);
+    let entropy = parts.pop().unwrap();
+    let logp = parts.pop().unwrap();
+    Scored {
+        logp,
+        entropy,
+        experts,
+        aux_loss: None,
+        gathered: None,
     }
 }

@@ -1,24 +1,15 @@
 //! `harness run` writes TensorBoard event files to `runs/<id>/tb/` with the metric names of
 //! `metrics.jsonl` / `eval.jsonl`; a resumed run adds a file that starts a new session; and
 //! `log.tensorboard: false` turns them off.
-use super::{harness, text};
+use super::{harness, root, text};
 use harness::rundir::tensorboard::{read_dir_events, read_events, Event};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const GRID: &str = "
-name: tb
-base:
-  model: { name: tiny-qwen3 }
-  task: { name: addition, difficulty: 1 }
-  algorithm: { name: grpo }
-  rollout: { prompts_per_step: 2, group_size: 4, max_new_tokens: 3 }
-  optim: { lr: 1.0e-3 }
-  train: { steps: 4 }
-  eval: { every: 2, prompts: 8 }
-  checkpoint: { every: 2 }
-seeds: [0]
-";
+/// The tiny grid of the TensorBoard fixture: 4 steps, eval and checkpoints every 2.
+fn grid_text() -> String {
+    std::fs::read_to_string(root().join("tests/fixtures/tensorboard/grid.yaml")).unwrap()
+}
 
 fn run(grid: &Path, out: &Path) {
     let o = harness()
@@ -84,10 +75,10 @@ fn tb_files(dir: &Path) -> Vec<PathBuf> {
 fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_file() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("tb.yaml");
-    std::fs::write(&grid, GRID).unwrap();
+    std::fs::write(&grid, grid_text()).unwrap();
     let out = tmp.path().join("out");
     run(&grid, &out);
-    let dir = run_dir(&out, "tb");
+    let dir = run_dir(&out, "tbfix");
 
     let files = tb_files(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -103,7 +94,9 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
         want.keys().copied().collect::<Vec<_>>(),
         vec![0, 1, 2, 3, 4]
     );
-    assert!(want[&2].contains("critic/score/mean") && want[&2].iter().any(|n| n.starts_with("eval/")));
+    assert!(
+        want[&2].contains("critic/score/mean") && want[&2].iter().any(|n| n.starts_with("eval/"))
+    );
     assert_eq!(event_names(&events), want);
     // The values are the JSONL's (as f32).
     let last: serde_json::Value = serde_json::from_str(
@@ -158,7 +151,7 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
 fn log_tensorboard_false_writes_no_event_files_and_a_bad_value_names_its_key() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("tb.yaml");
-    let off = GRID.replace("name: tb", "name: tboff").replace(
+    let off = grid_text().replace("name: tbfix", "name: tboff").replace(
         "train: { steps: 4 }",
         "train: { steps: 1 }\n  log: { tensorboard: false }",
     );

@@ -109,6 +109,13 @@ fn update_baseline(g: &GridResults, a: &Args) -> CliResult {
     if !up.dropped.is_empty() {
         eprintln!("dropped the rows of: {}", up.dropped.join(", "));
     }
+    if !up.not_learning.is_empty() {
+        eprintln!(
+            "no learning check for: {} — the run itself shows no learning at that confidence \
+             (train longer or with more seeds to gate on it)",
+            up.not_learning.join(", ")
+        );
+    }
     let how = match a.from_seeds {
         Some(k) => format!(
             ", tolerances {k}·σ over seeds (at least {} of the value)",

@@ -358,6 +358,10 @@ pub struct SftConfig {
     pub lr: f64,
     #[serde(default = "default_sft_batch")]
     pub batch_size: usize,
+    /// The seed of the warm-start's batches (default: the run's seed). Fixed, every seed of a grid
+    /// starts RL from the same policy, so their spread is RL's alone (the CI gate's grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
 }
 
 fn default_sft_lr() -> f64 {

@@ -14,6 +14,11 @@
 //!   both empty: no change allowed) in the bad direction: `higher` (higher is better: only a drop
 //!   fails), `lower` (only a rise fails), `both` (the default).
 //! - `divergences`: any divergence at a point whose baseline had none fails, whatever the tolerance.
+//! - `learns` (a learning check, not a comparison): per seed the gain of the metric (mean of its
+//!   last `last_k` values minus the mean of its first `last_k`); fails unless the mean gain over
+//!   the run's seeds is above 0 at 99 % (one-sided t bound, n − 1 df). A run that does not learn
+//!   fails it however close its level stays to the baseline's; `value`/`sigma` record the
+//!   baseline's gain. New baselines get one on `critic/score/mean`.
 //! - `--update` writes new rows with [`default_checks`]; discrepancy metrics (`rollout_corr/*`)
 //!   and the gradient norm default to `lower`, rewards and accuracies to `higher`. It refuses to
 //!   drop the rows of baseline points the grid lacks unless forced.
@@ -43,7 +48,15 @@ pub enum Direction {
     Lower,
     /// Any change beyond the tolerance fails.
     Both,
+    /// A learning check, not a comparison: per seed the gain ([`Stat::Gain`]: mean of the last
+    /// `last_k` values minus the mean of the first `last_k`); it fails unless the mean gain over
+    /// the run's seeds is above zero at [`LEARNS_CONFIDENCE`] (one-sided t bound, n − 1 df). The
+    /// row's value and sigma record the baseline's gain (for reading, not for the verdict).
+    Learns,
 }
+
+/// Confidence of the one-sided lower bound a `learns` check needs above zero.
+pub const LEARNS_CONFIDENCE: f64 = 0.99;
 
 impl Direction {
     pub fn as_str(self) -> &'static str {
@@ -51,6 +64,7 @@ impl Direction {
             Direction::Higher => "higher",
             Direction::Lower => "lower",
             Direction::Both => "both",
+            Direction::Learns => "learns",
         }
     }
 }
@@ -150,11 +164,12 @@ impl Baseline {
                 "" | "both" => Direction::Both,
                 "higher" => Direction::Higher,
                 "lower" => Direction::Lower,
+                "learns" => Direction::Learns,
                 s => {
                     return Err(csv.cell_error(
                         line,
                         direction,
-                        format!("`{s}`: expected higher, lower or both"),
+                        format!("`{s}`: expected higher, lower, both or learns"),
                     ))
                 }
             };
@@ -200,7 +215,9 @@ impl Baseline {
              # with `--update` (tolerances and directions are kept). value: per seed the mean of the\n\
              # last `last_k` logged values, then the mean over seeds. A check fails when the change\n\
              # exceeds max(abs_tol, rel_tol*|value|) in the bad direction (higher: higher is better;\n\
-             # lower; both). `divergences`: any divergence where the baseline had none fails.\n",
+             # lower; both). `divergences`: any divergence where the baseline had none fails.\n\
+             # learns: per seed, mean of the last `last_k` values minus the first `last_k`; fails\n\
+             # unless its mean over seeds is > 0 at 99% (one-sided t bound); value: the baseline's.\n",
         );
         let noise = self.rows.iter().any(|r| r.sigma.is_some());
         if noise {
@@ -340,6 +357,7 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
             Direction::Higher => "-",
             Direction::Lower => "+",
             Direction::Both => "±",
+            Direction::Learns => "",
         };
         let mut check = Check {
             point: row.point.clone(),
@@ -371,6 +389,10 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
                 });
             }
         }
+        if row.direction == Direction::Learns {
+            checks.push(learns_check(p, row, check));
+            continue;
+        }
         let now = if row.metric == DIVERGENCES {
             Some(p.divergences() as f64)
         } else {
@@ -389,7 +411,7 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
         let (bad, good) = match row.direction {
             Direction::Higher => (-d, d),
             Direction::Lower => (d, -d),
-            Direction::Both => (d.abs(), 0.0),
+            Direction::Both | Direction::Learns => (d.abs(), 0.0),
         };
         check.verdict = if row.metric == DIVERGENCES && row.value == 0.0 && now > 0.0 {
             check.note = Some("diverged where the baseline did not".into());
@@ -415,6 +437,40 @@ pub fn evaluate(g: &GridResults, b: &Baseline) -> GateReport {
         checks,
         unchecked,
     }
+}
+
+/// A `learns` row checked on point `p`: the mean over its seeds of the gain, and the verdict of
+/// its one-sided lower bound ([`LEARNS_CONFIDENCE`]).
+fn learns_check(p: &Point, row: &BaselineRow, mut check: Check) -> Check {
+    let gains: Vec<f64> = p
+        .per_seed(&row.metric, Stat::Gain(row.last_k.unwrap_or(1)))
+        .into_iter()
+        .map(|(_, g)| g)
+        .collect();
+    check.metric = format!("{} (gain)", row.metric);
+    check.tolerance = format!("{:.0}% bound > 0", 100.0 * LEARNS_CONFIDENCE);
+    let Some((mean, bound)) = learning_bound(&gains) else {
+        check.note = Some(format!("needs ≥ 2 seeds with a gain, has {}", gains.len()));
+        return check;
+    };
+    check.now = fmt_num(mean);
+    check.delta = format!("bound {}", fmt_signed(bound));
+    if bound > 0.0 {
+        check.verdict = Verdict::Ok;
+    } else {
+        check.note = Some("no learning: the gain's lower bound is not above 0".into());
+    }
+    check
+}
+
+/// The mean of per-seed gains and its one-sided lower bound at [`LEARNS_CONFIDENCE`] (Student t,
+/// n − 1 df); `None` with fewer than 2 gains.
+pub fn learning_bound(gains: &[f64]) -> Option<(f64, f64)> {
+    let s = crate::table::seed_stats(gains);
+    let (mean, sd) = (s.mean?, s.std?);
+    let n = gains.len() as f64;
+    let t = crate::table::stats::t_quantile(LEARNS_CONFIDENCE, n - 1.0);
+    Some((mean, mean - t * sd / n.sqrt()))
 }
 
 /// The direction a new check of `metric` gets: train–inference discrepancy metrics
@@ -462,6 +518,9 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
             (m, abs, rel, dir)
         })
         .collect();
+    if logged("critic/score/mean") {
+        out.push(("critic/score/mean".into(), None, None, Direction::Learns));
+    }
     out.push((DIVERGENCES.to_string(), None, None, Direction::Lower));
     out
 }
@@ -508,10 +567,19 @@ fn per_seed(p: &Point, r: &BaselineRow) -> Vec<f64> {
             .map(|x| f64::from(u8::from(x.state() == Some(RunState::Diverged))))
             .collect();
     }
-    p.per_seed(&r.metric, Stat::LastK(r.last_k.unwrap_or(1)))
+    p.per_seed(&r.metric, row_stat(r, 1))
         .into_iter()
         .map(|(_, v)| v)
         .collect()
+}
+
+/// The per-seed statistic a row's value is the mean of (`default_k` when it names no window).
+fn row_stat(r: &BaselineRow, default_k: usize) -> Stat {
+    let k = r.last_k.unwrap_or(default_k);
+    match r.direction {
+        Direction::Learns => Stat::Gain(k),
+        _ => Stat::LastK(k),
+    }
 }
 
 /// Points of the old baseline that the grid does not have.
@@ -536,8 +604,7 @@ pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usiz
             let value = if r.metric == DIVERGENCES {
                 Some(p.divergences() as f64)
             } else {
-                p.stats(&r.metric, Stat::LastK(r.last_k.unwrap_or(last_k)))
-                    .mean
+                p.stats(&r.metric, row_stat(&r, last_k)).mean
             };
             if let Some(value) = value {
                 rows.push(BaselineRow { value, ..r });
@@ -550,6 +617,7 @@ pub fn update(g: &GridResults, old: Option<&Baseline>, path: &Path, last_k: usiz
             rows,
         },
         dropped: dropped_points(g, old),
+        not_learning: Vec::new(),
     }
 }
 
@@ -563,8 +631,10 @@ pub const DEFAULT_FLOOR: f64 = 0.02;
 /// A baseline whose tolerances come from the run's seed noise: the checks of [`update`] (the old
 /// baseline's metrics, windows and directions, or [`default_checks`]), each with `value` the mean
 /// over seeds, `sigma` their sample standard deviation, `abs_tol = k·sigma` and `rel_tol = floor`
-/// (the tolerance is the larger of the two). `divergences` rows keep no tolerance. Every point
-/// needs at least [`MIN_SEEDS`] finished seeds with a value: otherwise bad input, naming them.
+/// (the tolerance is the larger of the two). `divergences` rows keep no tolerance; `learns` rows
+/// none either, and are left out (listed in [`Updated::not_learning`]) where the run itself
+/// fails them. Every point needs at least [`MIN_SEEDS`] finished seeds with a value: otherwise
+/// bad input, naming them.
 pub fn from_seeds(
     g: &GridResults,
     old: Option<&Baseline>,
@@ -575,6 +645,7 @@ pub fn from_seeds(
 ) -> Result<Updated> {
     let mut rows = Vec::new();
     let mut short = Vec::new();
+    let mut not_learning = Vec::new();
     for p in &g.points {
         for r in point_checks(p, old, last_k) {
             let xs = per_seed(p, &r);
@@ -590,12 +661,26 @@ pub fn from_seeds(
                 short.push(format!("`{}` {} ({} seeds)", p.label, r.metric, xs.len()));
                 continue;
             }
+            let learns = r.direction == Direction::Learns;
+            if learns && learning_bound(&xs).is_some_and(|(_, b)| b <= 0.0) {
+                let (m, b) = learning_bound(&xs).unwrap();
+                not_learning.push(format!(
+                    "`{}` {} (gain {}, {:.0}% bound {})",
+                    p.label,
+                    r.metric,
+                    fmt_num(m),
+                    100.0 * LEARNS_CONFIDENCE,
+                    fmt_signed(b)
+                ));
+                continue;
+            }
             let s = crate::table::seed_stats(&xs);
             let sigma = s.std.expect("n ≥ 2");
+            // A learning check's verdict does not use tolerances.
             rows.push(BaselineRow {
                 value: s.mean.expect("n ≥ 1"),
-                abs_tol: Some(k * sigma),
-                rel_tol: Some(floor),
+                abs_tol: (!learns).then_some(k * sigma),
+                rel_tol: (!learns).then_some(floor),
                 sigma: Some(sigma),
                 seeds: Some(xs.len()),
                 ..r
@@ -617,6 +702,7 @@ pub fn from_seeds(
             rows,
         },
         dropped: dropped_points(g, old),
+        not_learning,
     })
 }
 
@@ -626,4 +712,7 @@ pub struct Updated {
     pub baseline: Baseline,
     /// Points of the old baseline that the grid does not have (their rows are not in `baseline`).
     pub dropped: Vec<String>,
+    /// `learns` checks left out by [`from_seeds`] because the run itself shows no learning at
+    /// [`LEARNS_CONFIDENCE`] (a check its own baseline fails could never pass).
+    pub not_learning: Vec<String>,
 }

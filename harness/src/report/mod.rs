@@ -43,6 +43,9 @@ pub enum Stat {
     LastK(usize),
     /// The last logged value.
     Final,
+    /// Learning progress: the mean of the last k logged values minus the mean of the first k
+    /// (needs at least 2k values).
+    Gain(usize),
 }
 
 impl Point {
@@ -84,6 +87,7 @@ impl Point {
                 let x = match stat {
                     Stat::LastK(k) => r.last_k(metric, k),
                     Stat::Final => r.final_value(metric),
+                    Stat::Gain(k) => r.gain(metric, k),
                 }?;
                 x.is_finite().then_some((r.record.seed, x))
             })

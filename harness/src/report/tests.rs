@@ -532,3 +532,120 @@ fn tolerances_from_seed_noise() {
     assert_eq!((grpo[0].last_k, grpo[0].rel_tol), (Some(3), Some(0.0)));
     assert!((grpo[0].abs_tol.unwrap() - 2.0 * sigma).abs() < 1e-12);
 }
+
+/// [`synthetic_seeds`] whose rewards rise by `per_step` a step from a level chosen so that every
+/// seed's last-3 mean is about the same as in the learning grid, plus seed-dependent wiggles.
+fn with_reward_slope(n: i64, per_step: f64) -> GridResults {
+    let mut g = synthetic_seeds(1.0, n);
+    for p in &mut g.points {
+        for r in &mut p.runs {
+            let end = r.last_k("critic/score/mean", 3).unwrap();
+            let last = r.metrics.last().unwrap()["step"];
+            let seed = r.record.seed as f64;
+            for row in &mut r.metrics {
+                let s = row["step"];
+                // Even seeds gain a little more than odd ones: the gains have a spread.
+                let sign = if seed % 2.0 == 0.0 { 1.0 } else { -1.0 };
+                let wiggle = 0.01 * (((s + seed) % 3.0) - 1.0) + 0.03 * sign * s / last;
+                let v = end - per_step * (last - 1.0 - s) + wiggle;
+                row.insert("critic/score/mean".into(), v);
+            }
+        }
+    }
+    g
+}
+
+#[test]
+fn learning_check_fails_a_run_that_does_not_learn() {
+    // Rewards rise 0.05 a step: each seed's last-3 minus first-3 mean is 5 × 0.05.
+    let g = synthetic_seeds(1.0, 5);
+    let b = from_seeds(&g, None, Path::new("b.csv"), 3, 3.0, 0.02)
+        .unwrap()
+        .baseline;
+    let learns = |point: &str| {
+        b.rows
+            .iter()
+            .find(|r| r.point == point && r.direction == Direction::Learns)
+            .unwrap()
+    };
+    let l = learns("grpo");
+    assert_eq!(l.metric, "critic/score/mean");
+    assert!((l.value - 0.25).abs() < 1e-12, "{}", l.value);
+    assert_eq!((l.abs_tol, l.rel_tol, l.seeds), (None, None, Some(5)));
+    // Diverged seeds stop at step 6: a gain over 6 values still exists.
+    assert!(learns("dcmdp/c=0.01").value > 0.0);
+    let text = b.to_csv();
+    assert!(text.contains(",learns,"), "{text}");
+    assert_eq!(Baseline::parse(&text, Path::new("b.csv")).unwrap(), b);
+    assert!(evaluate(&g, &b).passed());
+
+    // Flat rewards ending at the baseline's level (the level checks pass): the learning check
+    // fails at every point, and only it.
+    let flat = evaluate(&with_reward_slope(5, 0.0), &b);
+    let failed: Vec<(&str, &str)> = flat
+        .checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Regression)
+        .map(|c| (c.point.as_str(), c.metric.as_str()))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("grpo", "critic/score/mean (gain)"),
+            ("dcmdp/c=0.001", "critic/score/mean (gain)"),
+            ("dcmdp/c=0.01", "critic/score/mean (gain)")
+        ]
+    );
+    // A slow but steady rise passes: the bound is above 0 when the gain is several of its
+    // standard errors, whatever its size.
+    assert!(evaluate(&with_reward_slope(5, 0.01), &b).passed());
+    // Two seeds: the bound needs t(0.99, 1 df) = 31.8 standard errors; one seed has no bound.
+    let two = evaluate(&with_reward_slope(2, 0.01), &b);
+    assert!(!two.passed());
+    let one = evaluate(&with_reward_slope(1, 0.05), &b);
+    let c = one
+        .checks
+        .iter()
+        .find(|c| c.metric.ends_with("(gain)"))
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Regression);
+    assert!(
+        c.note.as_deref().unwrap().contains("needs ≥ 2 seeds"),
+        "{c:?}"
+    );
+
+    // A baseline from a run that does not learn gets no learning check (it could never pass),
+    // and says which it left out.
+    let up = from_seeds(
+        &with_reward_slope(5, 0.0),
+        None,
+        Path::new("b.csv"),
+        3,
+        3.0,
+        0.02,
+    )
+    .unwrap();
+    assert!(up
+        .baseline
+        .rows
+        .iter()
+        .all(|r| r.direction != Direction::Learns));
+    assert_eq!(up.not_learning.len(), 3, "{:?}", up.not_learning);
+    assert!(
+        up.not_learning[0].starts_with("`grpo` critic/score/mean (gain "),
+        "{:?}",
+        up.not_learning
+    );
+    assert!(up
+        .baseline
+        .rows
+        .iter()
+        .any(|r| r.metric == "critic/score/mean"));
+
+    // A bad direction names the new choice.
+    let bad = "point,metric,last_k,value,abs_tol,rel_tol,direction\ngrpo,m,3,0.1,,,learn\n";
+    let e = Baseline::parse(bad, Path::new("b.csv"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected higher, lower, both or learns"), "{e}");
+}

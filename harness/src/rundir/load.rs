@@ -64,6 +64,16 @@ impl LoadedRun {
         (!tail.is_empty()).then(|| tail.iter().map(|(_, v)| v).sum::<f64>() / tail.len() as f64)
     }
 
+    /// Mean of the last `k` logged finite values of `metric` minus the mean of its first `k`
+    /// (k ≥ 1): how far training moved it. `None` with fewer than `2k` values (the windows would
+    /// overlap).
+    pub fn gain(&self, metric: &str, k: usize) -> Option<f64> {
+        let s = self.series(metric);
+        let k = k.max(1);
+        let mean = |w: &[(f64, f64)]| w.iter().map(|(_, v)| v).sum::<f64>() / k as f64;
+        (s.len() >= 2 * k).then(|| mean(&s[s.len() - k..]) - mean(&s[..k]))
+    }
+
     /// The last logged finite value of `metric`.
     pub fn final_value(&self, metric: &str) -> Option<f64> {
         self.series(metric).last().map(|(_, v)| *v)

@@ -12,8 +12,10 @@ use tch::{Kind, Tensor};
 /// Stream id of SFT batches (disjoint from RL steps' problem streams).
 const SFT_STREAM: usize = 1 << 40;
 
-/// Train `model` for `cfg.steps` steps; returns the final mean token NLL.
+/// Train `model` for `cfg.steps` steps on batches of `cfg.seed` (else the run's `seed`); returns
+/// the final mean token NLL.
 pub fn warm_start(model: &Qwen3, task: &dyn Task, cfg: &SftConfig, seed: i64) -> Result<f64> {
+    let seed = cfg.seed.unwrap_or(seed);
     let ocfg = OptimConfig {
         lr: cfg.lr,
         weight_decay: 0.0,

@@ -3,7 +3,8 @@
 //! (`python/harness_verl/`) into every verl process, and the run directory layout
 //! (`runs/<id>/checkpoints/`, `runs/<id>/verl_metrics.jsonl`, read back by
 //! [`super::verl_log`]). Settings with no verl equivalent are errors naming the key path
-//! ([`check`], called by `validate`). The mapping, key by key, is the table in README.md
+//! ([`check`], run with config's checks wherever a run is validated: see
+//! `crate::config::BackendRules`). The mapping, key by key, is the table in README.md
 //! ("Past one machine: verl").
 use crate::config::source::KeyPath;
 use crate::config::{

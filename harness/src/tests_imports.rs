@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// Cycles known to exist and being removed elsewhere: each entry is the set of modules of one
 /// cycle, with why it is left. None now (grid ↔ table went with the run-directory module;
-/// config ↔ backend when a backend's rules became an argument of config's checks,
-/// `config::BackendRules`); the test fails while an entry no longer occurs.
+/// config ↔ backend when the verl settings mapping that validation runs moved to
+/// `config/verl.rs`); the test fails while an entry no longer occurs.
 const KNOWN_CYCLES: &[&[&str]] = &[];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

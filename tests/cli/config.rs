@@ -127,7 +127,7 @@ fn set_is_carried_to_the_runs_and_recorded() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(runs.len(), 1);
-    let cfg = harness::config::load_run_config(&runs[0].join("config.yaml"), harness::backend::check).unwrap();
+    let cfg = harness::config::load_run_config(&runs[0].join("config.yaml")).unwrap();
     assert_eq!((cfg.train.steps, cfg.eval.prompts), (1, Some(2)));
     let status = std::fs::read_to_string(runs[0].join("status.json")).unwrap();
     assert!(status.contains("\"done\""), "{status}");
@@ -158,7 +158,7 @@ fn set_reaches_the_slurm_tasks_through_the_saved_grid() {
         .map(|e| e.unwrap().path().join("config.yaml"))
         .next()
         .unwrap();
-    let cfg = harness::config::load_run_config(&cfg, harness::backend::check).unwrap();
+    let cfg = harness::config::load_run_config(&cfg).unwrap();
     assert_eq!((cfg.train.steps, cfg.optim.betas), (2, (0.9, 0.99)));
     // A saved grid's configs are fixed.
     let out = harness()
@@ -380,7 +380,7 @@ fn a_saved_run_config_is_checked_when_loaded() {
         "config.yaml",
         "# run x\nmodel: { name: tiny-qwen3 }\ntask: { name: addition }\nalgorithm: { name: grpo }\nrollout: { group_size: 1, tempreature: 1.0 }\n",
     );
-    let e = harness::config::load_run_config(&p, harness::backend::check)
+    let e = harness::config::load_run_config(&p)
         .unwrap_err()
         .to_string();
     let f = p.display();

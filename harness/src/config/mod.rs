@@ -9,12 +9,6 @@
 //!   through `Deref` and cannot be changed in place, so code downstream trusts it and never
 //!   re-validates. [`RunConfig::edit`] changes a copy and checks it again.
 //!
-//! A backend's rules (the settings verl cannot honour) live with the backend, which is built on
-//! this module: config cannot call them without an import cycle, so the two entry points that
-//! check a grid's run or a saved run ([`check_document`], [`load_run_config`]) take them as a
-//! [`BackendRules`] argument (`crate::backend::check`) and report them with the rest, at their key
-//! paths. [`RawRunConfig::check`] (tests, `edit`, a bench config) applies config's own rules only.
-//!
 //! Checks that depend on the machine (model directories, data files, an external engine's file)
 //! are separate ([`inputs`]): `validate` and `run` do them, `plan` does not (a grid can be planned
 //! before its weights are downloaded).
@@ -31,6 +25,7 @@ pub mod source;
 pub mod structure;
 pub mod task_checks;
 pub mod validate;
+pub mod verl;
 
 pub use crate::model::lora::LoraConfig;
 pub use crate::model::quant::{QuantScale, WeightQuant};
@@ -87,15 +82,6 @@ pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter, items: &[T]) -> fmt:
 
 impl std::error::Error for ConfigErrors {}
 
-/// The rules a layer above config adds to a run's checks: every problem at its key path. Passed in
-/// (not called from here) because that layer imports config; see the module docs.
-pub type BackendRules = fn(&RawRunConfig) -> Vec<ConfigError>;
-
-/// No backend rules: for configs that never leave the harness trainer (tests, benches).
-pub fn no_backend_rules(_: &RawRunConfig) -> Vec<ConfigError> {
-    Vec::new()
-}
-
 /// A run config as written: every section defaulted, required values checked by
 /// [`check`](RawRunConfig::check) (an empty `model.name` or a missing `algorithm` is reported there,
 /// with the other problems, instead of stopping deserialisation).
@@ -118,22 +104,15 @@ pub struct RawRunConfig {
     pub eval: EvalConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
-    /// Which trainer runs it (`harness` by default; `verl`: see `crate::backend::verl`).
+    /// Which trainer runs it (`harness` by default; `verl`: see [`verl`] and `crate::backend::verl`).
     #[serde(default, skip_serializing_if = "BackendConfig::is_harness")]
     pub backend: BackendConfig,
 }
 
 impl RawRunConfig {
-    /// Check every value and cross-field rule; every problem at once (config's rules only: see
-    /// [`check_with`](Self::check_with)).
+    /// Check every value and cross-field rule; every problem at once.
     pub fn check(self) -> Result<RunConfig, ConfigErrors> {
-        self.check_with(no_backend_rules)
-    }
-
-    /// [`check`](Self::check), plus a backend's rules.
-    pub fn check_with(self, rules: BackendRules) -> Result<RunConfig, ConfigErrors> {
-        let mut errors = validate::validate(&self);
-        errors.extend(rules(&self));
+        let errors = validate::validate(&self);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -224,11 +203,8 @@ impl RunConfig {
 /// A run config document (a YAML value): every structural problem (unknown key, wrong type,
 /// unknown variant, each at its own key path) and every value problem, or the checked config.
 /// Value checks still run on the parts that deserialised, so a wrong type does not hide a range
-/// error elsewhere; `rules` (a backend's) run with them.
-pub fn check_document(
-    doc: &serde_yaml::Value,
-    rules: BackendRules,
-) -> Result<RunConfig, Vec<ConfigError>> {
+/// error elsewhere.
+pub fn check_document(doc: &serde_yaml::Value) -> Result<RunConfig, Vec<ConfigError>> {
     let parsed = structure::parse::<RawRunConfig>(doc);
     let mut errors: Vec<ConfigError> = parsed
         .errors
@@ -236,9 +212,7 @@ pub fn check_document(
         .map(|(path, msg)| ConfigError { path, msg })
         .collect();
     if let Some(raw) = parsed.value {
-        let mut problems = validate::validate(&raw);
-        problems.extend(rules(&raw));
-        for e in problems {
+        for e in validate::validate(&raw) {
             // A removed (broken) value was replaced by its default: no second error about it.
             if !parsed.removed.iter().any(|r| e.path.starts_with(r)) {
                 errors.push(e);
@@ -252,15 +226,15 @@ pub fn check_document(
 }
 
 /// Load a run's saved `config.yaml` (or any run config file) through the same checks a grid's runs
-/// pass (`rules`: a backend's, as for [`check_document`]); errors are `file:line: key.path:
-/// message`, all at once. Files the config names are not checked (see [`inputs`]).
-pub fn load_run_config(path: &Path, rules: BackendRules) -> crate::Result<RunConfig> {
+/// pass; errors are `file:line: key.path: message`, all at once. Files the config names are not
+/// checked (see [`inputs`]).
+pub fn load_run_config(path: &Path) -> crate::Result<RunConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
     let doc = parse_yaml(&text).map_err(|(line, msg)| {
         let at = line.map(|l| format!(":{l}")).unwrap_or_default();
         crate::Error::Input(format!("{}{at}: {msg}", path.display()))
     })?;
-    check_document(&doc, rules).map_err(|errors| {
+    check_document(&doc).map_err(|errors| {
         let map = source::SourceMap::new(&text);
         let lines: Vec<String> = errors
             .iter()

@@ -1,8 +1,7 @@
 //! Value checks on a [`RawRunConfig`]: required values, ranges and cross-field rules, every problem
 //! at once, each naming the full key path of the value to change. Run once, by
 //! [`RawRunConfig::check`](super::RawRunConfig::check) / [`check_document`](super::check_document);
-//! a [`RunConfig`](super::RunConfig) exists only when they found nothing. A backend's rules are
-//! not here (the backend imports config): the callers pass them, see [`super::BackendRules`].
+//! a [`RunConfig`](super::RunConfig) exists only when they found nothing.
 use super::server::{Reload, ServerConfig};
 use super::{ConfigError, EngineConfig, KeyPath, RawRunConfig, Seg};
 use crate::model::lora::{LORA_TARGETS, MLP_TARGETS};
@@ -71,6 +70,7 @@ pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
     optim(&mut e, cfg);
     train(&mut e, cfg);
     eval(&mut e, cfg);
+    e.0.extend(super::verl::check(cfg));
     e.0
 }
 

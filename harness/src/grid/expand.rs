@@ -400,7 +400,7 @@ impl Points<'_> {
                 cx.err(&c.src, &c.key, drop_msg(&c.key, &dropped));
             }
         }
-        let (cfg, errors) = match check_document(&Value::Mapping(merged), crate::backend::check) {
+        let (cfg, errors) = match check_document(&Value::Mapping(merged)) {
             Ok(cfg) => {
                 let errors = match &mut self.inputs {
                     Some(i) => i.check(&cfg),

@@ -26,8 +26,7 @@
 //! to the default). A mapping that would drop keys set before it (`set: { model: { name: x } }`
 //! when `base` set `model.lora`) is refused, naming them: restate them, set them to `null`, or set
 //! single keys (`model.name: x`). The result is checked into a [`RunConfig`] by
-//! [`config::check_document`](crate::config::check_document) with the backend's rules
-//! ([`backend::check`](crate::backend::check)), every problem at once. Runs per
+//! [`config::check_document`](crate::config::check_document), every problem at once. Runs per
 //! case = Π (global axis lengths) × Π (case axis lengths) × seeds.
 use crate::config::RunConfig;
 use std::fmt;

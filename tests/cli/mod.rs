@@ -20,6 +20,7 @@ mod report_files;
 mod run_dir;
 mod scripts;
 mod server_engine;
+mod tensorboard;
 mod verl_backend;
 
 use std::path::PathBuf;

@@ -104,6 +104,10 @@ pub struct RawRunConfig {
     pub eval: EvalConfig,
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Where the run's metrics go besides its JSONL files. Not serialised at its default, so run
+    /// ids of existing grids stay.
+    #[serde(default, skip_serializing_if = "LogConfig::is_default")]
+    pub log: LogConfig,
     /// Which trainer runs it (`harness` by default; `verl`: see [`verl`] and `crate::backend::verl`).
     #[serde(default, skip_serializing_if = "BackendConfig::is_harness")]
     pub backend: BackendConfig,
@@ -131,6 +135,8 @@ pub struct RunSettings {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub checkpoint: CheckpointConfig,
+    #[serde(skip_serializing_if = "LogConfig::is_default")]
+    pub log: LogConfig,
     #[serde(skip_serializing_if = "BackendConfig::is_harness")]
     pub backend: BackendConfig,
 }
@@ -171,6 +177,7 @@ impl RunConfig {
                 train: raw.train,
                 eval: raw.eval,
                 checkpoint: raw.checkpoint,
+                log: raw.log,
                 backend: raw.backend,
             },
         }
@@ -188,6 +195,7 @@ impl RunConfig {
             train: s.train,
             eval: s.eval,
             checkpoint: s.checkpoint,
+            log: s.log,
             backend: s.backend,
         }
     }
@@ -582,6 +590,26 @@ pub struct CheckpointConfig {
     /// fails its checks. Not serialised at its default, so run ids of existing grids stay.
     #[serde(skip_serializing_if = "is_default_keep")]
     pub keep: usize,
+}
+
+/// `log:` — trackers written next to `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Write TensorBoard event files to `runs/<id>/tb/` (default true).
+    pub tensorboard: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { tensorboard: true }
+    }
+}
+
+impl LogConfig {
+    fn is_default(&self) -> bool {
+        *self == LogConfig::default()
+    }
 }
 
 const DEFAULT_KEEP: usize = 2;

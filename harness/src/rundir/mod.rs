@@ -15,6 +15,7 @@
 //!     eval.jsonl         one JSON object per evaluation
 //!     metrics.parquet, eval.parquet   the same as Parquet (derived)
 //!     log.txt            the run process's output
+//!     tb/                TensorBoard event files of metrics and eval (see `tensorboard`)
 //!     checkpoints/       written by the training loop
 //!   tables/              derived by `harness table`
 //!   report/              derived by `harness report`
@@ -27,6 +28,7 @@ pub mod load;
 pub mod logs;
 pub mod manifest;
 pub mod status;
+pub mod tensorboard;
 
 pub use fsutil::{atomic_write, atomic_write_with, PidLock};
 pub use load::{load_grid, LoadedRun};
@@ -47,6 +49,7 @@ pub const METRICS_JSONL: &str = "metrics.jsonl";
 pub const EVAL_JSONL: &str = "eval.jsonl";
 pub const METRICS_PARQUET: &str = "metrics.parquet";
 pub const EVAL_PARQUET: &str = "eval.parquet";
+pub const TENSORBOARD_DIR: &str = "tb";
 
 /// `DIR/<grid>/runs/<id>`.
 pub fn run_dir(grid_dir: &Path, id: &str) -> PathBuf {

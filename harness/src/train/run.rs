@@ -5,6 +5,7 @@ use super::trainer::Trainer;
 use super::{RunOutcome, RunState, StepReport};
 use crate::config::RunConfig;
 use crate::objective::Metrics;
+use crate::rundir::{tensorboard::EventWriter, TENSORBOARD_DIR};
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -27,6 +28,39 @@ fn append_jsonl(path: &Path, row: &Metrics, step: usize) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     writeln!(f, "{}", serde_json::Value::Object(obj)).map_err(|e| Error::io(path, e))?;
     f.flush().map_err(|e| Error::io(path, e))
+}
+
+/// Where a run's rows go: `metrics.jsonl` / `eval.jsonl`, and the same rows to the run's
+/// TensorBoard event file unless `log.tensorboard: false`.
+struct Logs<'a> {
+    dir: &'a Path,
+    tb: Option<EventWriter>,
+}
+
+impl<'a> Logs<'a> {
+    /// A fresh start (`resume_step` None) clears `tb/`; a resume opens a new file in it.
+    fn open(cfg: &RunConfig, dir: &'a Path, resume_step: Option<usize>) -> Result<Logs<'a>> {
+        let tb_dir = dir.join(TENSORBOARD_DIR);
+        if resume_step.is_none() && tb_dir.exists() {
+            std::fs::remove_dir_all(&tb_dir).map_err(|e| Error::io(&tb_dir, e))?;
+        }
+        let tb = cfg
+            .log
+            .tensorboard
+            .then(|| EventWriter::create(&tb_dir, resume_step.map(|s| s as u64)));
+        Ok(Logs {
+            dir,
+            tb: tb.transpose()?,
+        })
+    }
+
+    fn append(&mut self, file: &str, row: &Metrics, step: usize) -> Result<()> {
+        append_jsonl(&self.dir.join(file), row, step)?;
+        match &mut self.tb {
+            Some(tb) => tb.write_scalars(step as u64, row),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Keep only complete lines whose step is ≤ `step` (after resuming from that checkpoint).
@@ -55,9 +89,10 @@ fn truncate_jsonl(path: &Path, step: usize) -> Result<()> {
 
 /// Train one run in `dir` (created if needed): writes `metrics.jsonl` (one JSON object per step,
 /// `{"step": n, "<metric>": value, …}`), `eval.jsonl` (one object per evaluation; step 0 is the
-/// model before RL, after SFT), and `checkpoints/`. With an existing checkpoint in `dir`, resumes
-/// from it (truncating the JSONL files to the checkpoint step) and continues bitwise identically on
-/// CPU. `stop` is polled between steps; when set, the run checkpoints and returns `Running`.
+/// model before RL, after SFT), the same rows to `tb/` (TensorBoard, unless `log.tensorboard:
+/// false`) and `checkpoints/`. With an existing checkpoint in `dir`, resumes from it (truncating
+/// the JSONL files to the checkpoint step, a new TensorBoard file) and continues bitwise
+/// identically on CPU. `stop` is polled between steps; when set, the run checkpoints and returns `Running`.
 pub fn run_training(
     cfg: &RunConfig,
     seed: i64,
@@ -66,7 +101,7 @@ pub fn run_training(
     on_step: &mut dyn FnMut(&StepReport),
 ) -> Result<RunOutcome> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (mut t, mut step, note) = start(cfg, seed, dir)?;
+    let (mut t, mut step, note, mut logs) = start(cfg, seed, dir)?;
     let end = |state, step, reason: Option<String>| {
         let reason = match (reason, &note) {
             (Some(r), Some(n)) => Some(format!("{r}; {n}")),
@@ -87,7 +122,7 @@ pub fn run_training(
         }
         let s = step + 1;
         let (metrics, diverged) = t.step(s)?;
-        append_jsonl(&dir.join(METRICS), &metrics, s)?;
+        logs.append(METRICS, &metrics, s)?;
         on_step(&StepReport {
             step: s,
             total_steps: total,
@@ -98,7 +133,7 @@ pub fn run_training(
         }
         step = s;
         if every(cfg.eval.every, s) || s == total {
-            append_jsonl(&dir.join(EVAL), &t.evaluate(s), s)?;
+            logs.append(EVAL, &t.evaluate(s), s)?;
         }
         if every(cfg.checkpoint.every, s) || s == total {
             save(&t, dir, s)?;
@@ -115,25 +150,27 @@ fn save(t: &Trainer, dir: &Path, step: usize) -> Result<()> {
 }
 
 /// The trainer and the step to continue from: the newest checkpoint that passes its checks (the
-/// JSONL files cut back to it; newer ones that fail are set aside, and the note says so), or a
-/// fresh start (step 0 evaluated and checkpointed).
-fn start<'a>(
+/// JSONL files cut back to it, a new TensorBoard file from the next step; newer ones that fail
+/// are set aside, and the note says so), or a fresh start (step 0 evaluated and checkpointed).
+fn start<'a, 'd>(
     cfg: &'a RunConfig,
     seed: i64,
-    dir: &Path,
-) -> Result<(Trainer<'a>, usize, Option<String>)> {
+    dir: &'d Path,
+) -> Result<(Trainer<'a>, usize, Option<String>, Logs<'d>)> {
     let Some((ck, state, rejected)) = checkpoint::load_latest(dir)? else {
         let t = Trainer::new(cfg, seed, false)?;
         let _ = std::fs::remove_file(dir.join(METRICS));
         let _ = std::fs::remove_file(dir.join(EVAL));
-        append_jsonl(&dir.join(EVAL), &t.evaluate(0), 0)?;
+        let mut logs = Logs::open(cfg, dir, None)?;
+        logs.append(EVAL, &t.evaluate(0), 0)?;
         save(&t, dir, 0)?;
-        return Ok((t, 0, None));
+        return Ok((t, 0, None, logs));
     };
     let mut t = Trainer::new(cfg, seed, true)?;
     t.load_state(&state, &ck)?;
     truncate_jsonl(&dir.join(METRICS), state.step)?;
     truncate_jsonl(&dir.join(EVAL), state.step)?;
+    let logs = Logs::open(cfg, dir, Some(state.step + 1))?;
     let mut notes = vec![];
     for r in rejected {
         let aside = checkpoint::set_aside(&r.dir)?;
@@ -155,5 +192,5 @@ fn start<'a>(
     if let Some(n) = &note {
         eprintln!("warning: {n}");
     }
-    Ok((t, state.step, note))
+    Ok((t, state.step, note, logs))
 }

@@ -20,6 +20,8 @@ pub use error::{Error, Result};
 
 #[cfg(test)]
 mod tests_imports;
+#[cfg(test)]
+mod tests_layout;
 
 /// libtorch's RNG and thread count are process-global: tests that seed it (or compare seeded
 /// results) hold this lock so parallel tests do not interleave their draws.

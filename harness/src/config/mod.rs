@@ -25,6 +25,7 @@ pub mod source;
 pub mod structure;
 pub mod task_checks;
 pub mod validate;
+pub mod verl;
 
 pub use crate::model::lora::LoraConfig;
 pub use crate::model::quant::{QuantScale, WeightQuant};
@@ -107,7 +108,7 @@ pub struct RawRunConfig {
     /// ids of existing grids stay.
     #[serde(default, skip_serializing_if = "LogConfig::is_default")]
     pub log: LogConfig,
-    /// Which trainer runs it (`harness` by default; `verl`: see `crate::backend::verl`).
+    /// Which trainer runs it (`harness` by default; `verl`: see [`verl`] and `crate::backend::verl`).
     #[serde(default, skip_serializing_if = "BackendConfig::is_harness")]
     pub backend: BackendConfig,
 }

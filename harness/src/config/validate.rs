@@ -70,7 +70,7 @@ pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
     optim(&mut e, cfg);
     train(&mut e, cfg);
     eval(&mut e, cfg);
-    e.0.extend(crate::backend::verl::check(cfg));
+    e.0.extend(super::verl::check(cfg));
     e.0
 }
 

@@ -209,18 +209,14 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
     let time = time::estimate(cfg, &m, &sizes, active, fused_old, &opts.gpu);
 
     let n = active as f64;
-    let tok = (seqs * s) as f64;
-    let epochs = cfg.train.ppo_epochs as f64;
-    let train_mult = if lora.is_some() { 4.0 } else { 6.0 };
-    let recompute = if cfg.train.recompute { 2.0 } else { 0.0 };
-    let mut flops_step =
-        2.0 * n * tok + 2.0 * n * tok + (train_mult + recompute) * n * tok * epochs;
-    if ref_model {
-        flops_step += 2.0 * n * tok;
-    }
-    if value_model {
-        flops_step += 2.0 * n * tok + (train_mult + recompute) * n * tok * epochs;
-    }
+    let flops_step = step_flops(
+        cfg,
+        n,
+        (seqs * s) as f64,
+        lora.is_some(),
+        ref_model,
+        value_model,
+    );
     let steps = cfg.train.steps;
     // Every `eval.every` steps from step 0, and at the end; only at the end when 0.
     let evals = match steps.checked_div(cfg.eval.every) {
@@ -265,6 +261,24 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
         time,
         steps,
     })
+}
+
+/// FLOPs of one step for `n` active parameters and `tok` tokens: sampling and π_old's scoring
+/// (2N per token each), the update (6N per token per epoch, 4N with LoRA, +2N to recompute
+/// activations), π_ref's scoring and the critic's scoring and update when the algorithm has them.
+fn step_flops(cfg: &RunConfig, n: f64, tok: f64, lora: bool, ref_model: bool, value: bool) -> f64 {
+    let epochs = cfg.train.ppo_epochs as f64;
+    let train_mult = if lora { 4.0 } else { 6.0 };
+    let recompute = if cfg.train.recompute { 2.0 } else { 0.0 };
+    let update = (train_mult + recompute) * n * tok * epochs;
+    let mut flops = 2.0 * n * tok + 2.0 * n * tok + update;
+    if ref_model {
+        flops += 2.0 * n * tok;
+    }
+    if value {
+        flops += 2.0 * n * tok + update;
+    }
+    flops
 }
 
 /// Estimate every run of a grid.

@@ -64,9 +64,9 @@ fn variants(grid: &Value) -> Vec<Variant> {
             name: "no-learning",
             set: vec![("optim.lr", Value::from(1e-9))],
             seeds: None,
-            // Its level stays within the seed noise of the baseline's after 12 steps; what
-            // shows is that the reward does not rise.
-            must_fail: Some(&["critic/score/mean (gain)"]),
+            // Any check. (A `learns` row would be the direct test, but the smoke grid's 12 steps
+            // do not learn reliably enough for one: README, "CI".)
+            must_fail: None,
         },
         Variant {
             name: "lr-x100",

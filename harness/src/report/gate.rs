@@ -18,7 +18,9 @@
 //!   last `last_k` values minus the mean of its first `last_k`); fails unless the mean gain over
 //!   the run's seeds is above 0 at 99 % (one-sided t bound, n − 1 df). A run that does not learn
 //!   fails it however close its level stays to the baseline's; `value`/`sigma` record the
-//!   baseline's gain. New baselines get one on `critic/score/mean`.
+//!   baseline's gain. Opt-in: add the row by hand (`--update` keeps it), where training reliably
+//!   moves the metric — a learning check on a grid that learns only on some seed sets fails
+//!   unchanged reruns.
 //! - `--update` writes new rows with [`default_checks`]; discrepancy metrics (`rollout_corr/*`)
 //!   and the gradient norm default to `lower`, rewards and accuracies to `higher`. It refuses to
 //!   drop the rows of baseline points the grid lacks unless forced.
@@ -518,9 +520,6 @@ pub fn default_checks(p: &Point) -> Vec<(String, Option<f64>, Option<f64>, Direc
             (m, abs, rel, dir)
         })
         .collect();
-    if logged("critic/score/mean") {
-        out.push(("critic/score/mean".into(), None, None, Direction::Learns));
-    }
     out.push((DIVERGENCES.to_string(), None, None, Direction::Lower));
     out
 }

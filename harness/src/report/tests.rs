@@ -115,6 +115,15 @@ fn synthetic_seeds(scale: f64, n: i64) -> GridResults {
     GridResults::from_parts(Path::new("out/synthetic"), manifest, runs)
 }
 
+/// `(point, metric)` of a gate report's regressions.
+fn failed_checks(r: &gate::GateReport) -> Vec<(&str, &str)> {
+    r.checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Regression)
+        .map(|c| (c.point.as_str(), c.metric.as_str()))
+        .collect()
+}
+
 fn set_state(r: &mut LoadedRun, s: RunState) {
     r.status.as_mut().unwrap().state = s;
 }
@@ -345,12 +354,7 @@ fn gate_flags_a_collapsed_reward_and_a_new_divergence() {
     let text = baseline_text().replace("grpo,divergences,,0,,,", "grpo,divergences,,0,5,,both");
     let b = Baseline::parse(&text, Path::new("b.csv")).unwrap();
     let r = evaluate(&g, &b);
-    let bad: Vec<_> = r
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Regression)
-        .map(|c| (c.point.as_str(), c.metric.as_str()))
-        .collect();
+    let bad = failed_checks(&r);
     assert_eq!(bad, [("grpo", "divergences")]);
 
     // A failed seed and a missing point fail too.
@@ -358,12 +362,7 @@ fn gate_flags_a_collapsed_reward_and_a_new_divergence() {
     set_state(&mut g.points[0].runs[0], RunState::Failed);
     let text = format!("{}gone,critic/score/mean,3,0.1,0.5,,\n", baseline_text());
     let r = evaluate(&g, &Baseline::parse(&text, Path::new("b.csv")).unwrap());
-    let bad: Vec<_> = r
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Regression)
-        .map(|c| (c.point.as_str(), c.metric.as_str()))
-        .collect();
+    let bad = failed_checks(&r);
     assert_eq!(
         bad,
         [("grpo", "runs finished"), ("gone", "critic/score/mean")]
@@ -507,12 +506,7 @@ fn tolerances_from_seed_noise() {
     // The run itself passes; rewards at 70 % (a drop of 0.117 = 3.7 σ) fail.
     assert!(evaluate(&g, &b).passed());
     let r = evaluate(&synthetic_seeds(0.7, 5), &b);
-    let failed: Vec<(&str, &str)> = r
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Regression)
-        .map(|c| (c.point.as_str(), c.metric.as_str()))
-        .collect();
+    let failed = failed_checks(&r);
     assert!(
         failed.contains(&("grpo", "critic/score/mean")),
         "{failed:?}"
@@ -555,11 +549,38 @@ fn with_reward_slope(n: i64, per_step: f64) -> GridResults {
     g
 }
 
+/// `b` plus a hand-added `learns` row on the reward (window 3) for each of its points.
+fn with_learns(b: &Baseline) -> Baseline {
+    let mut out = b.clone();
+    let mut points: Vec<String> = b.rows.iter().map(|r| r.point.clone()).collect();
+    points.dedup();
+    for point in points {
+        out.rows.push(gate::BaselineRow {
+            point,
+            metric: "critic/score/mean".into(),
+            last_k: Some(3),
+            value: 0.0,
+            abs_tol: None,
+            rel_tol: None,
+            direction: Direction::Learns,
+            sigma: None,
+            seeds: None,
+        });
+    }
+    out
+}
+
 #[test]
 fn learning_check_fails_a_run_that_does_not_learn() {
     // Rewards rise 0.05 a step: each seed's last-3 minus first-3 mean is 5 × 0.05.
     let g = synthetic_seeds(1.0, 5);
-    let b = from_seeds(&g, None, Path::new("b.csv"), 3, 3.0, 0.02)
+    let fresh = from_seeds(&g, None, Path::new("b.csv"), 3, 3.0, 0.02)
+        .unwrap()
+        .baseline;
+    // Opt-in: a new baseline has none.
+    assert!(fresh.rows.iter().all(|r| r.direction != Direction::Learns));
+    let old = with_learns(&fresh);
+    let b = from_seeds(&g, Some(&old), Path::new("b.csv"), 3, 3.0, 0.02)
         .unwrap()
         .baseline;
     let learns = |point: &str| {
@@ -582,12 +603,7 @@ fn learning_check_fails_a_run_that_does_not_learn() {
     // Flat rewards ending at the baseline's level (the level checks pass): the learning check
     // fails at every point, and only it.
     let flat = evaluate(&with_reward_slope(5, 0.0), &b);
-    let failed: Vec<(&str, &str)> = flat
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Regression)
-        .map(|c| (c.point.as_str(), c.metric.as_str()))
-        .collect();
+    let failed = failed_checks(&flat);
     assert_eq!(
         failed,
         [
@@ -614,11 +630,11 @@ fn learning_check_fails_a_run_that_does_not_learn() {
         "{c:?}"
     );
 
-    // A baseline from a run that does not learn gets no learning check (it could never pass),
-    // and says which it left out.
+    // Rebuilt from a run that does not learn, a baseline drops its learning checks (they could
+    // never pass) and says which.
     let up = from_seeds(
         &with_reward_slope(5, 0.0),
-        None,
+        Some(&old),
         Path::new("b.csv"),
         3,
         3.0,

@@ -1,7 +1,7 @@
 //! `harness run --resume` over a run whose newest checkpoint is damaged: it falls back to the
 //! previous one, says so in the run's log and `status.json`, and finishes with the same metrics.
+use super::run_resume;
 use std::path::Path;
-use std::process::Command;
 
 const GRID: &str = "
 name: ck
@@ -16,22 +16,6 @@ base:
   checkpoint: { every: 2 }
 seeds: [0]
 ";
-
-fn run(grid: &Path, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
-            "run",
-            grid.to_str().unwrap(),
-            "--jobs",
-            "1",
-            "--resume",
-            "--out",
-        ])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
 
 /// Metrics rows without the wall-clock keys.
 fn metrics(run: &Path) -> Vec<serde_json::Value> {
@@ -53,7 +37,7 @@ fn resume_falls_back_from_a_truncated_checkpoint_and_says_so() {
     let grid = tmp.path().join("ck.yaml");
     std::fs::write(&grid, GRID).unwrap();
     let out = tmp.path().join("out");
-    run(&grid, &out);
+    run_resume(&grid, &out);
     let runs: Vec<_> = std::fs::read_dir(out.join("ck/runs")).unwrap().collect();
     assert_eq!(runs.len(), 1);
     let dir = runs[0].as_ref().unwrap().path();
@@ -75,7 +59,7 @@ fn resume_falls_back_from_a_truncated_checkpoint_and_says_so() {
         .set_len(len - 100)
         .unwrap();
 
-    run(&grid, &out);
+    run_resume(&grid, &out);
     let st: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&status).unwrap()).unwrap();
     assert_eq!(st["state"], "done", "{st}");

@@ -23,7 +23,7 @@ mod server_engine;
 mod tensorboard;
 mod verl_backend;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The binary under test.
@@ -43,4 +43,21 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `harness run GRID --jobs 1 --resume --out OUT`, which must succeed.
+fn run_resume(grid: &Path, out: &Path) {
+    let o = harness()
+        .args([
+            "run",
+            grid.to_str().unwrap(),
+            "--jobs",
+            "1",
+            "--resume",
+            "--out",
+        ])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
 }

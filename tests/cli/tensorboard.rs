@@ -1,7 +1,7 @@
 //! `harness run` writes TensorBoard event files to `runs/<id>/tb/` with the metric names of
 //! `metrics.jsonl` / `eval.jsonl`; a resumed run adds a file that starts a new session; and
 //! `log.tensorboard: false` turns them off.
-use super::{harness, root, text};
+use super::{harness, root, run_resume, text};
 use harness::rundir::tensorboard::{read_dir_events, read_events, Event};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,22 +9,6 @@ use std::path::{Path, PathBuf};
 /// The tiny grid of the TensorBoard fixture: 4 steps, eval and checkpoints every 2.
 fn grid_text() -> String {
     std::fs::read_to_string(root().join("tests/fixtures/tensorboard/grid.yaml")).unwrap()
-}
-
-fn run(grid: &Path, out: &Path) {
-    let o = harness()
-        .args([
-            "run",
-            grid.to_str().unwrap(),
-            "--jobs",
-            "1",
-            "--resume",
-            "--out",
-        ])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
 }
 
 /// The one run directory of grid `name` under `out`.
@@ -77,7 +61,7 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
     let grid = tmp.path().join("tb.yaml");
     std::fs::write(&grid, grid_text()).unwrap();
     let out = tmp.path().join("out");
-    run(&grid, &out);
+    run_resume(&grid, &out);
     let dir = run_dir(&out, "tbfix");
 
     let files = tb_files(&dir);
@@ -128,7 +112,7 @@ fn run_writes_tensorboard_events_with_the_jsonl_metric_names_and_resume_adds_a_f
         serde_json::from_str(&std::fs::read_to_string(&status).unwrap()).unwrap();
     st["state"] = "running".into();
     std::fs::write(&status, st.to_string()).unwrap();
-    run(&grid, &out);
+    run_resume(&grid, &out);
     let files = tb_files(&dir);
     assert_eq!(files.len(), 2, "{files:?}");
     assert_eq!(std::fs::read(&files[0]).unwrap(), first);
@@ -157,7 +141,7 @@ fn log_tensorboard_false_writes_no_event_files_and_a_bad_value_names_its_key() {
     );
     std::fs::write(&grid, &off).unwrap();
     let out = tmp.path().join("out");
-    run(&grid, &out);
+    run_resume(&grid, &out);
     let dir = run_dir(&out, "tboff");
     assert!(dir.join("metrics.jsonl").is_file());
     assert!(!dir.join("tb").exists());

@@ -4,7 +4,7 @@
 //! checkpoint round trip equal the harness's dual update; verl's file-logger output becomes the
 //! run's metrics.jsonl / eval.jsonl; `run --dry-run` prints the paper grids' verl launches, whose
 //! overrides are the ones verl's real config was composed with (`composed.json`).
-use super::harness;
+use super::{harness, root, text};
 use harness::config::RawRunConfig;
 use harness::objective::dcmdp::dual_update;
 use harness::objective::{Algorithm, Dcmdp, DcmdpConfig, StepStats};
@@ -237,4 +237,96 @@ fn verl_unmapped_settings_are_errors_with_key_paths() {
     .unwrap();
     let cfg = raw.check().unwrap();
     assert!(!serde_yaml::to_string(&cfg).unwrap().contains("backend"));
+}
+
+/// The eval sets and DAPO-Math-17K in their published layouts (tests/fixtures/math/data) become
+/// `{"prompt": [chat], "answer"}` lines with the harness's prompts, which the launcher's converter
+/// (python/harness_verl/data.py) turns into verl's Parquet schema. Before this, the converter
+/// rejected every eval layout (`problem`/`question` columns). The converter step runs when the
+/// venv has pandas and pyarrow, and says SKIP otherwise.
+#[test]
+fn every_published_layout_reaches_verls_schema() {
+    use harness::backend::run::normalize_data;
+    use harness::task::math::{load_items, BOXED_INSTRUCTION};
+    let src = root().join("tests/fixtures/math/data");
+    let names = [
+        ("train", "dapo-math-17k.parquet"),
+        ("aime24", "aime24.parquet"),
+        ("aime25", "aime25.jsonl"),
+        ("amc23", "amc23.parquet"),
+        ("math500", "math500.jsonl"),
+        ("minerva", "minerva.jsonl"),
+        ("olympiadbench", "olympiadbench.parquet"),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let mut data: Vec<(String, String)> = names
+        .iter()
+        .map(|(n, f)| (n.to_string(), src.join(f).display().to_string()))
+        .collect();
+    normalize_data(tmp.path(), BOXED_INSTRUCTION, &mut data).unwrap();
+    for ((name, file), (n, written)) in names.iter().zip(&data) {
+        assert_eq!(name, n);
+        assert!(
+            written.ends_with(&format!("verl_data/{name}.source.jsonl")),
+            "{written}"
+        );
+        let want = load_items(&src.join(file), BOXED_INSTRUCTION)
+            .unwrap()
+            .items;
+        let lines: Vec<Value> = std::fs::read_to_string(written)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), want.len(), "{name}");
+        for (l, it) in lines.iter().zip(&want) {
+            assert_eq!(l["answer"], it.answer.as_str(), "{name}");
+            let last = it.messages.last().unwrap();
+            assert_eq!(l["prompt"].as_array().unwrap().len(), it.messages.len());
+            assert_eq!(
+                l["prompt"][it.messages.len() - 1]["content"],
+                last.content.as_str()
+            );
+        }
+    }
+    let py = std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/harness/venv/bin/python"))
+        .filter(|py| {
+            std::process::Command::new(py)
+                .args(["-c", "import pandas, pyarrow"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(py) = py else {
+        eprintln!("SKIP converter step: no venv with pandas + pyarrow (~/.cache/harness/venv)");
+        return;
+    };
+    let files: Vec<String> = data.iter().map(|(n, f)| format!("{n}={f}")).collect();
+    let script = r#"
+import sys, pandas as pd
+from harness_verl.data import convert
+out = sys.argv[1]
+files = dict(a.split("=", 1) for a in sys.argv[2:])
+convert(files, out, "math_dapo")
+for n in files:
+    d = pd.read_parquet(f"{out}/{n}.parquet")
+    assert {"data_source", "prompt", "ability", "reward_model"} <= set(d.columns), d.columns
+    print(n, len(d), d.iloc[0]["reward_model"]["ground_truth"])
+"#;
+    let out = std::process::Command::new(py)
+        .env("PYTHONPATH", root().join("python"))
+        .arg("-c")
+        .arg(script)
+        .arg(tmp.path().join("verl_data"))
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for (name, _) in names {
+        assert!(
+            printed.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{printed}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 use super::verl::{launch, RunPlace};
 use crate::config::RunConfig;
 use crate::rundir::{run_dir, RunRecord, RunState, RunStatus};
+use crate::task::math::{load_items, BOXED_INSTRUCTION};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -41,8 +42,17 @@ pub fn run_verl(
     if let Some(st) = RunStatus::read(&dir).filter(RunStatus::is_finished) {
         return Ok(st);
     }
-    let cmd = command(gdir, grid, rec, cfg, repo)
+    let place = RunPlace {
+        run_dir: &dir,
+        grid,
+        run_id: &rec.id,
+        seed: rec.seed,
+    };
+    let mut l = launch(cfg, &place)
         .ok_or_else(|| Error::Input(format!("run {} is not a `backend: verl` run", rec.id)))?;
+    let instruction = cfg.task.instruction.as_deref().unwrap_or(BOXED_INSTRUCTION);
+    normalize_data(&dir, instruction, &mut l.data)?;
+    let cmd = l.command(repo, &dir);
     let script = dir.join("launch.sh");
     std::fs::write(
         &script,
@@ -82,4 +92,29 @@ pub fn run_verl(
     }
     st.write(&dir)?;
     Ok(st)
+}
+
+/// The run's data files read as a harness run reads them (any supported layout: DAPO-Math-17K's
+/// chat rows, or a problem/question text with `task.instruction` appended), written to
+/// `DIR/verl_data/<name>.source.jsonl` as `{"prompt": [chat], "answer"}` and handed to the
+/// launcher's converter in their place: verl sees the prompts and answers a harness run would,
+/// whatever the published layout (the converter alone knows only `prompt`/`answer` and verl's own).
+/// `instruction`: `task.instruction` or its default.
+pub fn normalize_data(dir: &Path, instruction: &str, data: &mut [(String, String)]) -> Result<()> {
+    let out = dir.join("verl_data");
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    for (name, src) in data.iter_mut() {
+        let loaded = load_items(Path::new(src.as_str()), instruction)?;
+        let lines: String = loaded
+            .items
+            .iter()
+            .map(|it| {
+                serde_json::json!({"prompt": it.messages, "answer": it.answer}).to_string() + "\n"
+            })
+            .collect();
+        let path = out.join(format!("{name}.source.jsonl"));
+        std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
+        *src = path.display().to_string();
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ fn test_only_mods(text: &str) -> Vec<String> {
 
 /// Every `.rs` file under `dir` that is not a test file (named `tests*`, or declared test-only
 /// by its parent's `mod.rs`).
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let test_mods = std::fs::read_to_string(dir.join("mod.rs"))
         .or_else(|_| std::fs::read_to_string(dir.join("lib.rs")))
         .map(|t| test_only_mods(&t))

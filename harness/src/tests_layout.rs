@@ -1,7 +1,7 @@
 //! Functions short enough to read at once: fails naming `file:line: fn name (N lines)` for any
 //! function in `train/`, `grid/`, `config/` or `rollout/` longer than [`MAX_LINES`] (from its `fn`
 //! line to its closing brace). Test code (`tests*.rs`, `#[cfg(test)] mod … { }`) is left out.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MAX_LINES: usize = 120;
 const DIRS: &[&str] = &["train", "grid", "config", "rollout"];
@@ -163,23 +163,6 @@ fn functions(text: &str) -> Vec<(usize, String, usize)> {
     out
 }
 
-/// The `.rs` files under `dir`, test files (`tests*.rs`) left out.
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if p.is_dir() {
-            sources(&p, out);
-        } else if name.ends_with(".rs") && !name.starts_with("tests") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn the_reader_measures_functions() {
     let text = r##"fn short() -> &'static str {
@@ -209,10 +192,10 @@ mod tests {
 #[test]
 fn no_long_functions_in_core_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    for d in DIRS {
-        sources(&src.join(d), &mut files);
-    }
+    let files: Vec<_> = DIRS
+        .iter()
+        .flat_map(|d| super::tests_imports::rust_files(&src.join(d)))
+        .collect();
     assert!(files.len() > 20, "{files:?}");
     let mut long = Vec::new();
     let mut seen = 0;

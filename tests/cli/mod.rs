@@ -61,3 +61,19 @@ fn run_resume(grid: &Path, out: &Path) {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// The project venv's Python (`$HARNESS_VENV`, else `~/.cache/harness/venv`) when it can import
+/// `modules` (comma-separated, as in a Python `import`).
+fn venv_python(modules: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("HARNESS_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/harness/venv"))
+        })?;
+    let py = venv.join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(py)
+}

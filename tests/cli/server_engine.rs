@@ -14,17 +14,7 @@ use tch::{Device, Kind};
 
 /// The project venv's Python when it has torch and transformers.
 fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("HARNESS_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/harness/venv"))
-        })?;
-    let py = venv.join("bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
+    super::venv_python("torch, transformers")
 }
 
 /// A running `serve.py`, killed on drop.

@@ -289,16 +289,9 @@ fn every_published_layout_reaches_verls_schema() {
             );
         }
     }
-    let py = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/harness/venv/bin/python"))
-        .filter(|py| {
-            std::process::Command::new(py)
-                .args(["-c", "import pandas, pyarrow"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+    let py = super::venv_python("pandas, pyarrow");
     let Some(py) = py else {
-        eprintln!("SKIP converter step: no venv with pandas + pyarrow (~/.cache/harness/venv)");
+        eprintln!("SKIP converter step: no venv with pandas + pyarrow ($HARNESS_VENV or ~/.cache/harness/venv)");
         return;
     };
     let files: Vec<String> = data.iter().map(|(n, f)| format!("{n}={f}")).collect();

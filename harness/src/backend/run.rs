@@ -3,12 +3,23 @@
 //! into `metrics.jsonl` / `eval.jsonl` (+ Parquet) at the end (also after a failure, for the
 //! steps that ran). verl resumes from its own checkpoints under `checkpoints/`
 //! (`trainer.resume_mode=auto`), λ with them (the plugin's `harness_dual_state.json`).
-use super::verl::{launch, RunPlace};
+use super::verl::{launch, Launch, RunPlace};
 use crate::config::RunConfig;
 use crate::rundir::{run_dir, RunRecord, RunState, RunStatus};
 use crate::task::math::{load_items, BOXED_INSTRUCTION};
 use crate::{Error, Result};
 use std::path::Path;
+
+/// The verl launch of a run in `dir` (`None` for a harness run).
+fn run_launch(dir: &Path, grid: &str, rec: &RunRecord, cfg: &RunConfig) -> Option<Launch> {
+    let place = RunPlace {
+        run_dir: dir,
+        grid,
+        run_id: &rec.id,
+        seed: rec.seed,
+    };
+    launch(cfg, &place)
+}
 
 /// The shell command of a run (`None` for a harness run). `repo`: the checkout holding
 /// `python/harness_verl` (commands are printed relative to it).
@@ -20,13 +31,7 @@ pub fn command(
     repo: &Path,
 ) -> Option<String> {
     let dir = run_dir(gdir, &rec.id);
-    let place = RunPlace {
-        run_dir: &dir,
-        grid,
-        run_id: &rec.id,
-        seed: rec.seed,
-    };
-    launch(cfg, &place).map(|l| l.command(repo, &dir))
+    run_launch(&dir, grid, rec, cfg).map(|l| l.command(repo, &dir))
 }
 
 /// Run a verl run to its end in a child shell; its final status.
@@ -42,13 +47,7 @@ pub fn run_verl(
     if let Some(st) = RunStatus::read(&dir).filter(RunStatus::is_finished) {
         return Ok(st);
     }
-    let place = RunPlace {
-        run_dir: &dir,
-        grid,
-        run_id: &rec.id,
-        seed: rec.seed,
-    };
-    let mut l = launch(cfg, &place)
+    let mut l = run_launch(&dir, grid, rec, cfg)
         .ok_or_else(|| Error::Input(format!("run {} is not a `backend: verl` run", rec.id)))?;
     let instruction = cfg.task.instruction.as_deref().unwrap_or(BOXED_INSTRUCTION);
     normalize_data(&dir, instruction, &mut l.data)?;

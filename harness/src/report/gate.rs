@@ -661,8 +661,8 @@ pub fn from_seeds(
                 continue;
             }
             let learns = r.direction == Direction::Learns;
-            if learns && learning_bound(&xs).is_some_and(|(_, b)| b <= 0.0) {
-                let (m, b) = learning_bound(&xs).unwrap();
+            let failing = learning_bound(&xs).filter(|(_, b)| *b <= 0.0);
+            if let Some((m, b)) = failing.filter(|_| learns) {
                 not_learning.push(format!(
                     "`{}` {} (gain {}, {:.0}% bound {})",
                     p.label,

@@ -4,6 +4,8 @@
 # (scripts/env.sh) with `transformers` (and `trl` for the TRL column) installed:
 #   ~/.cache/harness/venv/bin/pip install transformers trl
 # Usage: bash benches/compare_grpo_step.sh [runs=3] [threads=2] [steps=20]
+# BASE_BIN=path/to/older/harness adds that binary as a column `harness-base` (before/after a
+# change, in the same interleaved runs).
 # PROFILE=release builds an optimised binary first (about 25 min cold on 2 cores); the default uses
 # the binary `cargo test` builds (dependencies at opt-level 2, this crate at 1): the step's time is
 # spent inside libtorch either way.
@@ -23,6 +25,10 @@ export OMP_NUM_THREADS=$THREADS
 out=$(mktemp)
 for i in $(seq "$RUNS"); do
     "$BIN" bench-step --steps "$STEPS" --threads "$THREADS" >>"$out"
+    if [ -n "${BASE_BIN:-}" ]; then
+        "$BASE_BIN" bench-step --steps "$STEPS" --threads "$THREADS" |
+            sed 's/"impl":"harness"/"impl":"harness-base"/' >>"$out"
+    fi
     "$PY" benches/grpo_step_eager.py --steps "$STEPS" --threads "$THREADS" 2>/dev/null | tail -1 >>"$out"
     if "$PY" -c "import trl" 2>/dev/null; then
         "$PY" benches/grpo_step_trl.py --steps "$STEPS" --threads "$THREADS" 2>/dev/null | tail -1 >>"$out"

@@ -39,6 +39,54 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
+    check_targets(&a)?;
+    let kind = parse_dtype(&a.dtype)?;
+    let (cfg, policy) = harness::train::policy::load_run_policy(&a.run_dir)?;
+    let lora = cfg.model.lora.as_ref();
+    if lora.is_none() && (a.adapter.is_some() || a.base.is_some()) {
+        return Err(Failure::bad_input(anyhow!(
+            "this run has no `model.lora`, so no adapter or separate base: export it with --merged"
+        )));
+    }
+    let tokenizer = Tokenizer::of(&cfg.model.name)?;
+    if let Some(dir) = &a.base {
+        let stored = stored_kind(&policy);
+        save_hf_dir(&policy.cfg, policy.named_parameters(), dir, stored, 5 << 30)?;
+        tokenizer.copy_to(dir, false)?;
+        println!("base: {}", dir.display());
+    }
+    if let (Some(dir), Some(l)) = (&a.adapter, lora) {
+        // With --base, the adapter names the folder it was written to (absolute, so PEFT finds
+        // it from anywhere); otherwise the run's model spec.
+        let base_name = match &a.base {
+            Some(b) => std::path::absolute(b)
+                .with_context(|| format!("resolving {}", b.display()))?
+                .display()
+                .to_string(),
+            None => cfg.model.name.clone(),
+        };
+        policy.save_peft_adapter(l, &base_name, dir)?;
+        tokenizer.copy_to(dir, true)?;
+        println!(
+            "adapter: {} (base_model_name_or_path: {base_name})",
+            dir.display()
+        );
+    }
+    if let Some(dir) = &a.merged {
+        let merged = policy.merged_named_parameters();
+        save_hf_dir(&policy.cfg, merged, dir, kind, 5 << 30)?;
+        tokenizer.copy_to(dir, false)?;
+        println!("merged: {}", dir.display());
+    }
+    tokenizer.report(&cfg.model.name);
+    if a.adapter.is_some() && a.base.is_none() && tokenizer.model_dir.is_none() {
+        preset_base_note(&a.run_dir, &cfg, &policy);
+    }
+    Ok(())
+}
+
+/// At least one output folder, no two the same, each new or empty (unless --force).
+fn check_targets(a: &Args) -> CliResult {
     let targets: Vec<(&str, &PathBuf)> = [
         ("--adapter", &a.adapter),
         ("--merged", &a.merged),
@@ -61,110 +109,87 @@ pub fn run(a: Args) -> CliResult {
         }
         check_output_dir(dir, a.force, flag)?;
     }
-    let kind = parse_dtype(&a.dtype)?;
-    let (cfg, policy) = harness::train::policy::load_run_policy(&a.run_dir)?;
-    let lora = cfg.model.lora.as_ref();
-    if lora.is_none() && (a.adapter.is_some() || a.base.is_some()) {
-        return Err(Failure::bad_input(anyhow!(
-            "this run has no `model.lora`, so no adapter or separate base: export it with --merged"
-        )));
+    Ok(())
+}
+
+/// The dtype the policy's weights are stored in.
+fn stored_kind(policy: &harness::model::Qwen3) -> Kind {
+    let named = policy.named_parameters();
+    named.first().map_or(Kind::Float, |(_, t)| t.kind())
+}
+
+/// The tokenizer files of the run's model directory (none for a preset), which travel along.
+struct Tokenizer {
+    model_dir: Option<PathBuf>,
+    files: Vec<&'static str>,
+}
+
+impl Tokenizer {
+    fn of(model: &str) -> Result<Tokenizer, Failure> {
+        let model_dir = match locate(model)? {
+            ModelSource::Dir(d) => Some(d),
+            ModelSource::Preset(_) => None,
+        };
+        let files = model_dir.as_deref().map_or(vec![], |d| {
+            TOKENIZER_FILES
+                .iter()
+                .copied()
+                .filter(|f| d.join(f).is_file())
+                .collect()
+        });
+        Ok(Tokenizer { model_dir, files })
     }
-    // Where the run's model came from: its tokenizer files, if any, go along.
-    let model_dir = match locate(&cfg.model.name)? {
-        ModelSource::Dir(d) => Some(d),
-        ModelSource::Preset(_) => None,
-    };
-    let tokenizer: Vec<&str> = model_dir.as_deref().map_or(vec![], |d| {
-        TOKENIZER_FILES
-            .iter()
-            .copied()
-            .filter(|f| d.join(f).is_file())
-            .collect()
-    });
-    let copy_tokenizer = |dir: &Path, adapter: bool| -> anyhow::Result<()> {
-        for f in &tokenizer {
+
+    /// Copy the files into `dir` (an adapter folder gets no `generation_config.json`).
+    fn copy_to(&self, dir: &Path, adapter: bool) -> anyhow::Result<()> {
+        for f in &self.files {
             if adapter && *f == "generation_config.json" {
                 continue;
             }
-            let src = model_dir.as_ref().unwrap().join(f);
+            let src = self.model_dir.as_ref().unwrap().join(f);
             std::fs::copy(&src, dir.join(f))
                 .with_context(|| format!("copying {} to {}", src.display(), dir.display()))?;
         }
         Ok(())
-    };
+    }
 
-    if let Some(dir) = &a.base {
-        let stored = policy
-            .named_parameters()
-            .first()
-            .map_or(Kind::Float, |(_, t)| t.kind());
-        save_hf_dir(&policy.cfg, policy.named_parameters(), dir, stored, 5 << 30)?;
-        copy_tokenizer(dir, false)?;
-        println!("base: {}", dir.display());
+    /// Say what was copied, or why nothing was.
+    fn report(&self, model: &str) {
+        match (&self.model_dir, self.files.is_empty()) {
+            (Some(d), false) => println!(
+                "tokenizer: copied {} from {}",
+                self.files.join(", "),
+                d.display()
+            ),
+            (Some(d), true) => println!("tokenizer: none ({} has no tokenizer files)", d.display()),
+            (None, _) => println!(
+                "tokenizer: none (the preset `{model}` uses the harness's character vocabulary, \
+                 harness::model::tokenizer::CharTokenizer, not a Hugging Face tokenizer)"
+            ),
+        }
     }
-    if let (Some(dir), Some(l)) = (&a.adapter, lora) {
-        // With --base, the adapter names the folder it was written to (absolute, so PEFT finds
-        // it from anywhere); otherwise the run's model spec.
-        let base_name = match &a.base {
-            Some(b) => std::path::absolute(b)
-                .with_context(|| format!("resolving {}", b.display()))?
-                .display()
-                .to_string(),
-            None => cfg.model.name.clone(),
-        };
-        policy.save_peft_adapter(l, &base_name, dir)?;
-        copy_tokenizer(dir, true)?;
-        println!(
-            "adapter: {} (base_model_name_or_path: {base_name})",
-            dir.display()
-        );
-    }
-    if let Some(dir) = &a.merged {
-        save_hf_dir(
-            &policy.cfg,
-            policy.merged_named_parameters(),
-            dir,
-            kind,
-            5 << 30,
-        )?;
-        copy_tokenizer(dir, false)?;
-        println!("merged: {}", dir.display());
-    }
-    match (&model_dir, tokenizer.is_empty()) {
-        (Some(d), false) => println!(
-            "tokenizer: copied {} from {}",
-            tokenizer.join(", "),
-            d.display()
-        ),
-        (Some(d), true) => println!("tokenizer: none ({} has no tokenizer files)", d.display()),
-        (None, _) => println!(
-            "tokenizer: none (the preset `{}` uses the harness's character vocabulary, \
-             harness::model::tokenizer::CharTokenizer, not a Hugging Face tokenizer)",
-            cfg.model.name
-        ),
-    }
-    if a.adapter.is_some() && a.base.is_none() && model_dir.is_none() {
-        let seed = cfg
-            .model
-            .init_seed
-            .map(|s| s.to_string())
-            .or_else(|| run_seed(&a.run_dir))
-            .unwrap_or_else(|| "<the run's seed>".into());
-        println!(
-            "note: the adapter's base_model_name_or_path is the preset `{}`, which is no Hugging \
-             Face model: write its base with `--base DIR`, or rebuild it with `harness init {} \
-             --seed {seed} --dtype {} --out DIR`",
-            cfg.model.name,
-            cfg.model.name,
-            harness::runtime::dtype_name(
-                policy
-                    .named_parameters()
-                    .first()
-                    .map_or(Kind::Float, |(_, t)| t.kind())
-            )
-        );
-    }
-    Ok(())
+}
+
+/// An adapter of a preset without `--base`: say how to get the base it applies to.
+fn preset_base_note(
+    run_dir: &Path,
+    cfg: &harness::config::RunConfig,
+    policy: &harness::model::Qwen3,
+) {
+    let seed = cfg
+        .model
+        .init_seed
+        .map(|s| s.to_string())
+        .or_else(|| run_seed(run_dir))
+        .unwrap_or_else(|| "<the run's seed>".into());
+    println!(
+        "note: the adapter's base_model_name_or_path is the preset `{}`, which is no Hugging \
+         Face model: write its base with `--base DIR`, or rebuild it with `harness init {} \
+         --seed {seed} --dtype {} --out DIR`",
+        cfg.model.name,
+        cfg.model.name,
+        harness::runtime::dtype_name(stored_kind(policy))
+    );
 }
 
 /// The run's seed as its latest checkpoint records it (best effort: `None` when unreadable).

@@ -15,6 +15,10 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verl_backend")
 }
 
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn json(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir().join(name)).unwrap()).unwrap()
 }
@@ -208,6 +212,62 @@ fn verl_dry_run_prints_the_paper_launches() {
     assert_eq!(v["actor_rollout_ref.rollout.n"], 8);
     assert_eq!(v["data.max_response_length"], 8192);
     assert_eq!(v["algorithm.rollout_correction.rollout_is"], "token");
+}
+
+/// `model.lora` becomes verl's FSDP LoRA keys (the 8B verl grid with adapters on attention and
+/// MLP), and those overrides are the ones verl's real config was composed with
+/// (make_fixtures.py → composed_lora.json); a fractional alpha (verl's is an integer) is refused
+/// at its key path.
+#[test]
+fn verl_lora_maps_to_verls_lora_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut grid: serde_yaml::Value =
+        serde_yaml::from_str(&read(&root().join("experiments/paper-qwen3-8b-verl.yaml"))).unwrap();
+    let lora = "{ rank: 32, alpha: 64, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj] }";
+    grid["base"]["model"]["lora"] = serde_yaml::from_str(lora).unwrap();
+    let path = tmp.path().join("lora.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&grid).unwrap()).unwrap();
+    let runs = dry_run(path.to_str().unwrap(), &tmp.path().join("out"));
+    let (label, cmd) = runs.iter().find(|(l, _)| l.contains("dcmdp")).unwrap();
+    let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
+    let run_dir = tmp.path().join("out/paper-qwen3-8b-verl/runs").join(id);
+    let got = overrides_of(cmd, &run_dir.display().to_string());
+    let m = "actor_rollout_ref.model";
+    for want in [
+        format!("{m}.lora_rank=32"),
+        format!("{m}.lora_alpha=64"),
+        format!("{m}.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj]"),
+    ] {
+        assert!(got.contains(&want), "{want} missing from {got:?}");
+    }
+    let fixture = dir().join("overrides_lora.txt");
+    if std::env::var_os("HARNESS_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&fixture, got.join("\n") + "\n").unwrap();
+    }
+    let want: Vec<String> = read(&fixture).lines().map(String::from).collect();
+    assert_eq!(
+        got, want,
+        "overrides changed: rerun with HARNESS_UPDATE_FIXTURES=1, then make_fixtures.py"
+    );
+    let composed = json("composed_lora.json");
+    assert_eq!(composed["overrides"].as_u64().unwrap(), want.len() as u64);
+    let v = &composed["values"];
+    assert_eq!(v[format!("{m}.lora_rank")], 32);
+    assert_eq!(v[format!("{m}.lora_alpha")], 64);
+    assert_eq!(
+        v[format!("{m}.target_modules")],
+        serde_json::json!(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"])
+    );
+    assert_eq!(composed["typed"]["actor"], "FSDPActorConfig");
+
+    let raw: RawRunConfig = serde_yaml::from_str(
+        "model: { name: models/Qwen3-8B, lora: { rank: 8, alpha: 16.5 } }\n\
+         task: { name: math, train_file: data/train.jsonl }\nalgorithm: { name: grpo }\n\
+         train: { precision: bf16 }\nbackend: { name: verl }\n",
+    )
+    .unwrap();
+    let errs = raw.check().unwrap_err().to_string();
+    assert!(errs.contains("model.lora.alpha"), "{errs}");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! (which imports config) turns the settings into a launch. The mapping, key by key, is the table
 //! in README.md ("Past one machine: verl").
 use super::source::KeyPath;
-use super::{ConfigError, Precision, RawRunConfig, Schedule, VerlBackend, WeightQuant};
+use super::{ConfigError, LoraConfig, Precision, RawRunConfig, Schedule, VerlBackend, WeightQuant};
 use crate::objective::{
     AlgorithmConfig, Correction, DcForm, DppoDivergence, KlEstimator, LossAggMode, PolicyLossConfig,
 };
@@ -287,9 +287,12 @@ fn unsupported(e: &mut Errs, cfg: &RawRunConfig) {
         "verl samples with its own engine",
     );
     e.no(
-        cfg.model.lora.is_some(),
-        "model.lora",
-        "not mapped yet (verl's lora_rank/lora_alpha/target_modules)",
+        cfg.model
+            .lora
+            .as_ref()
+            .is_some_and(|l| l.alpha.fract() != 0.0),
+        "model.lora.alpha",
+        "verl's lora_alpha is an integer",
     );
     e.no(
         super::validate::is_preset(&cfg.model.name),
@@ -388,11 +391,27 @@ fn data(
     data
 }
 
+/// `model.lora` as verl's FSDP LoRA (PEFT on the named modules; the MLP names adapt every
+/// expert of an MoE layer, as PEFT matches module names).
+fn lora(o: &mut Vec<String>, l: &LoraConfig) {
+    let m = "actor_rollout_ref.model";
+    push(o, &format!("{m}.lora_rank"), l.rank);
+    push(o, &format!("{m}.lora_alpha"), l.alpha as i64);
+    push(
+        o,
+        &format!("{m}.target_modules"),
+        format!("[{}]", l.targets.join(",")),
+    );
+}
+
 /// The model, the FSDP actor and its optimizer.
 fn actor(o: &mut Vec<String>, cfg: &RawRunConfig, v: &VerlBackend, place: &RunPlace) {
     let (r, t, op) = (&cfg.rollout, &cfg.train, &cfg.optim);
     let a = "actor_rollout_ref";
     push(o, &format!("{a}.model.path"), &cfg.model.name);
+    if let Some(l) = &cfg.model.lora {
+        lora(o, l);
+    }
     push(
         o,
         &format!("{a}.model.enable_gradient_checkpointing"),

@@ -6,11 +6,11 @@ use super::*;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-fn tiny(name: &str) -> Qwen3 {
+pub(super) fn tiny(name: &str) -> Qwen3 {
     load_model(name, Kind::Float, Device::Cpu, 0).unwrap()
 }
 
-fn lora_cfg(targets: &[&str]) -> LoraConfig {
+pub(super) fn lora_cfg(targets: &[&str]) -> LoraConfig {
     LoraConfig {
         rank: 4,
         alpha: 8.0,
@@ -18,7 +18,7 @@ fn lora_cfg(targets: &[&str]) -> LoraConfig {
     }
 }
 
-const ALL: &[&str] = &[
+pub(super) const ALL: &[&str] = &[
     "q_proj",
     "k_proj",
     "v_proj",
@@ -29,7 +29,7 @@ const ALL: &[&str] = &[
 ];
 
 /// Left-padded batch: `[3, 12]` ids and mask (rows with 0, 3 and 5 pads).
-fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
+pub(super) fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
     let ids = Tensor::randint_low(1, vocab, [3, 12], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([3, 12], (Kind::Int64, Device::Cpu));
     let _ = mask.get(1).narrow(0, 0, 3).fill_(0);
@@ -37,7 +37,7 @@ fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
     (ids, mask)
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
         .abs()
         .max()
@@ -45,7 +45,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Give every adapter's `B` random values (a fresh adapter is a no-op).
-fn randomise_b(m: &Qwen3) {
+pub(super) fn randomise_b(m: &Qwen3) {
     tch::no_grad(|| {
         for (n, mut t) in m.lora_parameters() {
             if n.contains("lora_B") {
@@ -103,12 +103,7 @@ fn merged_weights_give_the_adapter_forward() {
     let _rng = crate::rng_lock();
     for name in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let mut m = tiny(name);
-        let targets: &[&str] = if name.contains("moe") {
-            &["q_proj", "k_proj", "v_proj", "o_proj"]
-        } else {
-            ALL
-        };
-        m.attach_lora(&lora_cfg(targets), 3).unwrap();
+        m.attach_lora(&lora_cfg(ALL), 3).unwrap();
         randomise_b(&m);
         let (ids, mask) = padded_batch(m.cfg.vocab_size as i64);
         let want = tch::no_grad(|| m.forward(&ids, Some(&mask), None).logits);
@@ -131,12 +126,12 @@ fn merged_weights_give_the_adapter_forward() {
 
 #[test]
 fn lora_rejects_targets_that_match_nothing() {
-    let mut m = tiny("tiny-qwen3-moe");
+    let mut m = tiny("tiny-qwen3");
     let e = m
-        .attach_lora(&lora_cfg(&["q_proj", "up_proj"]), 1)
+        .attach_lora(&lora_cfg(&["q_proj", "qkv_proj"]), 1)
         .unwrap_err();
     assert!(
-        e.to_string().contains("`up_proj` matches no projection"),
+        e.to_string().contains("`qkv_proj` matches no projection"),
         "{e}"
     );
 }
@@ -234,6 +229,7 @@ fn recompute_gives_the_plain_path_gradients() {
         ("tiny-qwen3", false),
         ("tiny-qwen3-moe", false),
         ("tiny-qwen3", true),
+        ("tiny-qwen3-moe", true),
     ] {
         let mut m = tiny(name);
         if lora {
@@ -259,7 +255,7 @@ fn recompute_gives_the_plain_path_gradients() {
     }
 }
 
-fn moe_block(
+pub(super) fn moe_block(
     h: usize,
     i: usize,
     e: usize,

@@ -748,6 +748,86 @@ fn lora_engine_shares_the_frozen_base() {
     }
 }
 
+/// LoRA on MoE experts: a shared-base engine holds detached copies of the expert adapters (the
+/// stacked base experts are the trainer's) and samples what the trainer scores; a quantised engine
+/// holds the quantised merged experts `Wₑ + (α/r)·Bₑ Aₑ`.
+#[test]
+fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
+    let _rng = crate::rng_lock();
+    let mut m = peaked("tiny-qwen3-moe", 5);
+    let lora = crate::model::lora::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: ["q_proj", "gate_proj", "up_proj", "down_proj"]
+            .map(String::from)
+            .to_vec(),
+    };
+    m.attach_lora(&lora, 9).unwrap();
+    let nudge = |m: &Qwen3| {
+        tch::no_grad(|| {
+            for (n, mut t) in m.lora_parameters() {
+                if n.contains("lora_B") {
+                    let _ = t.g_add_(&(t.randn_like() * 0.3));
+                }
+            }
+        })
+    };
+    nudge(&m);
+    let mut e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
+    assert!(e.shares_base());
+    for ((n, a), (_, b)) in e
+        .model()
+        .named_parameters()
+        .iter()
+        .zip(m.named_parameters())
+    {
+        assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
+    }
+    let expert = "model.layers.1.mlp.experts.down_proj.lora_B.weight";
+    let of = |named: Vec<(String, Tensor)>| named.into_iter().find(|(n, _)| n == expert).unwrap().1;
+    assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));
+    assert_ne!(
+        of(e.named_weights()).data_ptr(),
+        of(m.lora_parameters()).data_ptr(),
+        "the engine's adapters are its own"
+    );
+    tch::manual_seed(3);
+    let ro = e.generate(&prompts(), &params());
+    assert_engine_matches_trainer("tiny-qwen3-moe", &ro, &trainer_scores(&m, &ro));
+    nudge(&m);
+    assert!(!of(e.named_weights()).equal(&of(m.lora_parameters())));
+    e.sync(&m);
+    assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));
+
+    let cfg = EngineConfig {
+        weight_quant: WeightQuant::Int8,
+        ..EngineConfig::default()
+    };
+    let q = Engine::new(&m, &cfg, Device::Cpu).unwrap();
+    assert!(!q.shares_base() && !q.model().has_lora());
+    let merged: std::collections::HashMap<String, Tensor> =
+        m.merged_named_parameters().into_iter().collect();
+    let base: std::collections::HashMap<String, Tensor> =
+        m.named_parameters().into_iter().collect();
+    let mut experts = 0;
+    for (n, t) in q.model().effective_named_parameters() {
+        let want = if discrepancy::is_quantised(&n) {
+            discrepancy::fake_quant(&merged[&n], WeightQuant::Int8, QuantScale::PerTensor)
+        } else {
+            merged[&n].shallow_clone()
+        };
+        assert!(
+            t.equal(&want),
+            "{n}: the quantised engine holds the merged weights"
+        );
+        if n.contains(".experts.") {
+            experts += 1;
+            assert!(!merged[&n].equal(&base[&n]), "{n}: adapters merged in");
+        }
+    }
+    assert_eq!(experts, 3 * m.cfg.num_hidden_layers);
+}
+
 /// A quantised engine keeps its linear weights in 1-byte storage and samples exactly what an
 /// engine holding the fake-quantised weights in its own precision samples.
 #[test]

@@ -136,6 +136,22 @@ fn lora_rejects_targets_that_match_nothing() {
     );
 }
 
+/// `m`'s PEFT adapter directory (kept while the handle lives) and its safetensors bytes.
+pub(super) fn save_peft(m: &Qwen3, cfg: &LoraConfig) -> (tempfile::TempDir, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    m.save_peft_adapter(cfg, "base", tmp.path()).unwrap();
+    let bytes = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    (tmp, bytes)
+}
+
+/// The tensors of a PEFT adapter directory, by name.
+pub(super) fn read_adapters(dir: &std::path::Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(dir.join("adapter_model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 #[test]
 fn peft_adapter_dir_has_peft_names_shapes_and_config() {
     let _rng = crate::rng_lock();
@@ -143,9 +159,7 @@ fn peft_adapter_dir_has_peft_names_shapes_and_config() {
     let cfg = lora_cfg(&["q_proj", "o_proj"]);
     m.attach_lora(&cfg, 1).unwrap();
     randomise_b(&m);
-    let tmp = tempfile::tempdir().unwrap();
-    m.save_peft_adapter(&cfg, "tiny-qwen3", tmp.path()).unwrap();
-    let bytes = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    let (tmp, bytes) = save_peft(&m, &cfg);
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (h, q) = (
         m.cfg.hidden_size,
@@ -167,11 +181,7 @@ fn peft_adapter_dir_has_peft_names_shapes_and_config() {
     assert_eq!(c["lora_alpha"], 8.0);
     assert_eq!(c["target_modules"], serde_json::json!(["q_proj", "o_proj"]));
     // Round trip through load_lora.
-    let loaded: HashMap<String, Tensor> =
-        Tensor::read_safetensors(tmp.path().join("adapter_model.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+    let loaded = read_adapters(tmp.path());
     let mut m2 = tiny("tiny-qwen3");
     m2.attach_lora(&cfg, 99).unwrap();
     m2.load_lora(&loaded).unwrap();
@@ -279,7 +289,19 @@ pub(super) fn moe_block(
 
 /// Forward output and gradients (input, router, experts) of one block.
 fn moe_fwd_bwd(b: &qwen3_moe::MoeBlock, x: &Tensor, g: &Tensor, imp: MoeImpl) -> Vec<Tensor> {
-    for (_, p) in b.named_parameters() {
+    let params = b.named_parameters().into_iter().map(|(_, p)| p).collect();
+    block_grads(b, x, g, imp, params)
+}
+
+/// Forward output of one block and the gradients of `(y · g).sum()` for its input and `params`.
+pub(super) fn block_grads(
+    b: &qwen3_moe::MoeBlock,
+    x: &Tensor,
+    g: &Tensor,
+    imp: MoeImpl,
+    params: Vec<Tensor>,
+) -> Vec<Tensor> {
+    for p in &params {
         let mut gr = p.grad();
         if gr.defined() {
             let _ = gr.zero_();
@@ -289,11 +311,7 @@ fn moe_fwd_bwd(b: &qwen3_moe::MoeBlock, x: &Tensor, g: &Tensor, imp: MoeImpl) ->
     let (y, _) = b.forward(&x, 0.0, None, imp);
     (&y * g).sum(Kind::Float).backward();
     let mut out = vec![y.detach(), x.grad()];
-    out.extend(
-        b.named_parameters()
-            .into_iter()
-            .map(|(_, p)| p.grad().copy()),
-    );
+    out.extend(params.iter().map(|p| p.grad().copy()));
     out
 }
 

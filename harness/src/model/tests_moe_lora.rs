@@ -3,7 +3,10 @@
 //! adapters, and the PEFT round trip.
 use super::ops::LoraAdapter;
 use super::qwen3_moe::MoeImpl;
-use super::tests_gpu_path::{lora_cfg, max_diff, moe_block, padded_batch, randomise_b, tiny, ALL};
+use super::tests_gpu_path::{
+    block_grads, lora_cfg, max_diff, moe_block, padded_batch, randomise_b, read_adapters,
+    save_peft, tiny, ALL,
+};
 use super::*;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -173,24 +176,13 @@ fn merged_experts_give_the_adapter_forward_on_both_paths() {
 
 /// Forward output and gradients (input, adapters) of one block with adapters.
 fn block_fwd_bwd(b: &qwen3_moe::MoeBlock, x: &Tensor, g: &Tensor, imp: MoeImpl) -> Vec<Tensor> {
-    let adapters: Vec<Tensor> = b
+    let adapters = b
         .lora
         .iter()
         .flatten()
         .flat_map(|l| [l.a.shallow_clone(), l.b.shallow_clone()])
         .collect();
-    for p in &adapters {
-        let mut gr = p.grad();
-        if gr.defined() {
-            let _ = gr.zero_();
-        }
-    }
-    let x = x.detach().set_requires_grad(true);
-    let (y, _) = b.forward(&x, 0.0, None, imp);
-    (&y * g).sum(Kind::Float).backward();
-    let mut out = vec![y.detach(), x.grad()];
-    out.extend(adapters.iter().map(|p| p.grad().copy()));
-    out
+    block_grads(b, x, g, imp, adapters)
 }
 
 #[test]
@@ -271,10 +263,7 @@ fn expert_adapters_round_trip_through_a_peft_dir() {
     let cfg = lora_cfg(&["q_proj", "up_proj"]);
     m.attach_lora(&cfg, 1).unwrap();
     randomise_b(&m);
-    let tmp = tempfile::tempdir().unwrap();
-    m.save_peft_adapter(&cfg, "tiny-qwen3-moe", tmp.path())
-        .unwrap();
-    let bytes = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    let (tmp, bytes) = save_peft(&m, &cfg);
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let shape = |n: &str| st.tensor(n).unwrap().shape().to_vec();
     // PEFT's per-expert module names and shapes.
@@ -283,11 +272,7 @@ fn expert_adapters_round_trip_through_a_peft_dir() {
     assert_eq!(shape(&format!("{p}.lora_B.weight")), vec![96, 4]);
     let layers = m.cfg.num_hidden_layers;
     assert_eq!(st.len(), 2 * (1 + 8) * layers);
-    let loaded: HashMap<String, Tensor> =
-        Tensor::read_safetensors(tmp.path().join("adapter_model.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+    let loaded = read_adapters(tmp.path());
     let mut m2 = tiny("tiny-qwen3-moe");
     m2.attach_lora(&cfg, 99).unwrap();
     m2.load_lora(&loaded).unwrap();

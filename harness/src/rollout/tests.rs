@@ -650,31 +650,36 @@ fn bench_dropping_finished_rows() {
     );
 }
 
+/// `peaked(preset, 5)` with rank-4 adapters (α 8, seed 9) on `targets`.
+fn with_lora(preset: &str, targets: &[&str]) -> Qwen3 {
+    let mut m = peaked(preset, 5);
+    let lora = crate::model::lora::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+    };
+    m.attach_lora(&lora, 9).unwrap();
+    m
+}
+
+/// Add N(0, by²) noise to every adapter's `B` (a fresh adapter is a no-op).
+fn nudge(m: &Qwen3, by: f64) {
+    tch::no_grad(|| {
+        for (n, mut t) in m.lora_parameters() {
+            if n.contains("lora_B") {
+                let _ = t.g_add_(&(t.randn_like() * by));
+            }
+        }
+    })
+}
+
 /// LoRA with an engine at the base's precision and no quantisation: the engine's base tensors
 /// are the trainer's (same storage), it holds only adapters, staleness queues adapter snapshots,
 /// and it samples what the trainer scores.
 #[test]
 fn lora_engine_shares_the_frozen_base() {
     let _rng = crate::rng_lock();
-    let mut m = peaked("tiny-qwen3", 5);
-    let lora = crate::model::lora::LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        targets: crate::model::lora::LORA_TARGETS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
-    m.attach_lora(&lora, 9).unwrap();
-    let nudge = |m: &Qwen3, by: f64| {
-        tch::no_grad(|| {
-            for (n, mut t) in m.lora_parameters() {
-                if n.contains("lora_B") {
-                    let _ = t.g_add_(&(t.randn_like() * by));
-                }
-            }
-        })
-    };
+    let m = with_lora("tiny-qwen3", crate::model::lora::LORA_TARGETS);
     nudge(&m, 0.3);
     let cfg = EngineConfig {
         staleness: 1,
@@ -754,25 +759,11 @@ fn lora_engine_shares_the_frozen_base() {
 #[test]
 fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
     let _rng = crate::rng_lock();
-    let mut m = peaked("tiny-qwen3-moe", 5);
-    let lora = crate::model::lora::LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        targets: ["q_proj", "gate_proj", "up_proj", "down_proj"]
-            .map(String::from)
-            .to_vec(),
-    };
-    m.attach_lora(&lora, 9).unwrap();
-    let nudge = |m: &Qwen3| {
-        tch::no_grad(|| {
-            for (n, mut t) in m.lora_parameters() {
-                if n.contains("lora_B") {
-                    let _ = t.g_add_(&(t.randn_like() * 0.3));
-                }
-            }
-        })
-    };
-    nudge(&m);
+    let m = with_lora(
+        "tiny-qwen3-moe",
+        &["q_proj", "gate_proj", "up_proj", "down_proj"],
+    );
+    nudge(&m, 0.3);
     let mut e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
     assert!(e.shares_base());
     for ((n, a), (_, b)) in e
@@ -794,7 +785,7 @@ fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
     tch::manual_seed(3);
     let ro = e.generate(&prompts(), &params());
     assert_engine_matches_trainer("tiny-qwen3-moe", &ro, &trainer_scores(&m, &ro));
-    nudge(&m);
+    nudge(&m, 0.3);
     assert!(!of(e.named_weights()).equal(&of(m.lora_parameters())));
     e.sync(&m);
     assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));

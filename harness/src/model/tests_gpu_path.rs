@@ -126,6 +126,7 @@ fn merged_weights_give_the_adapter_forward() {
 
 #[test]
 fn lora_rejects_targets_that_match_nothing() {
+    let _rng = crate::rng_lock(); // attach_lora seeds the global RNG
     let mut m = tiny("tiny-qwen3");
     let e = m
         .attach_lora(&lora_cfg(&["q_proj", "qkv_proj"]), 1)

@@ -3,5 +3,6 @@ mod cli;
 
 fn main() -> std::process::ExitCode {
     harness::runtime::tune_allocator();
+    harness::runtime::load_cuda();
     cli::main()
 }

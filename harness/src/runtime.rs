@@ -16,10 +16,56 @@ pub fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
+/// Load libtorch's CUDA backend (`libtorch_cuda.so`, found through the binary's rpath or
+/// `LD_LIBRARY_PATH`) once, when the machine has an NVIDIA driver or `HARNESS_LOAD_CUDA=1`; whether
+/// it is loaded. The binaries do not link it: with it come cuBLAS, cuDNN, NCCL and the CUDA runtime,
+/// about 100 MiB resident and a slower start for every CPU run and test process, which never use
+/// them. Every CUDA query in the crate goes through [`cuda_device_count`], which calls this first.
+pub fn load_cuda() -> bool {
+    static LOADED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LOADED.get_or_init(|| wants_cuda() && dlopen_global("libtorch_cuda.so"))
+}
+
+/// An NVIDIA driver is installed (Linux, WSL), or `HARNESS_LOAD_CUDA=1`.
+fn wants_cuda() -> bool {
+    let driver = ["/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    driver || std::env::var("HARNESS_LOAD_CUDA").is_ok_and(|v| v == "1")
+}
+
+/// `dlopen(name, RTLD_NOW | RTLD_GLOBAL)`; a failure is reported on stderr (the run then sees no
+/// CUDA device and says so where one is asked for).
+fn dlopen_global(name: &str) -> bool {
+    let c_name = std::ffi::CString::new(name).expect("library name without NUL");
+    // SAFETY: a NUL-terminated name; loading a shared library runs its initialisers (libtorch's
+    // CUDA hooks registering themselves), which is what is wanted here.
+    let handle = unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    if handle.is_null() {
+        // SAFETY: dlerror returns a thread-local C string or null right after the failed call.
+        let err = unsafe { libc::dlerror() };
+        let why = if err.is_null() {
+            "unknown error".to_string()
+        } else {
+            unsafe { std::ffi::CStr::from_ptr(err) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        eprintln!("warning: CUDA unavailable: could not load {name}: {why}");
+    }
+    !handle.is_null()
+}
+
+/// Number of visible CUDA devices (0 without libtorch's CUDA backend).
+pub fn cuda_device_count() -> usize {
+    load_cuda();
+    tch::Cuda::device_count().max(0) as usize
+}
+
 /// Check that a CUDA device exists before anything is allocated on it.
 pub fn ensure_device(device: Device) -> Result<()> {
     if let Device::Cuda(n) = device {
-        let count = tch::Cuda::device_count() as usize;
+        let count = cuda_device_count();
         if n >= count {
             return Err(Error::Input(format!(
                 "device cuda:{n} requested but {count} CUDA device(s) are visible"
@@ -79,5 +125,27 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binaries must not link libtorch_cuda (≈ 230 MiB more resident on a CPU run): it is in
+    /// the process exactly when `load_cuda` loaded it, and without a driver it is not loaded.
+    #[test]
+    fn cuda_backend_is_in_the_process_only_when_loaded() {
+        let loaded = load_cuda();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert_eq!(maps.contains("libtorch_cuda.so"), loaded);
+        assert_eq!(
+            loaded,
+            wants_cuda(),
+            "a driver is present but libtorch_cuda did not load"
+        );
+        if !loaded {
+            assert_eq!(cuda_device_count(), 0);
+        }
     }
 }

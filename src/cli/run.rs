@@ -165,7 +165,7 @@ fn device_list(a: &Args) -> Result<Vec<String>, Failure> {
         match a.device.as_deref() {
             None => Vec::new(),
             Some("cuda") => {
-                let n = tch::Cuda::device_count();
+                let n = harness::runtime::cuda_device_count();
                 if n == 0 {
                     return Err(Failure::bad_input(anyhow!(
                         "--device cuda: no CUDA device is visible"

@@ -11,11 +11,12 @@ use super::weights::WeightSource;
 use crate::Result;
 use tch::{Device, Kind, Tensor};
 
-fn rotate_half(x: &Tensor) -> Tensor {
+/// RoPE as HF computes it, `x·cos + rotate_half(x)·sin` with `rotate_half(x) = [-x₂, x₁]`, in two
+/// fewer kinds of op: `rotate_half(x)·sin = [x₂, x₁]·[-sin₁, sin₂]` (`sin_signed`), and flipping a
+/// factor's sign is exact, so the result is bit for bit HF's.
+fn apply_rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Tensor {
     let d = *x.size().last().unwrap();
-    let x1 = x.narrow(-1, 0, d / 2);
-    let x2 = x.narrow(-1, d / 2, d / 2);
-    Tensor::cat(&[x2.neg(), x1], -1)
+    x * cos + x.roll([d / 2], [-1]) * sin_signed
 }
 
 pub(crate) struct DenseMlp {
@@ -99,7 +100,8 @@ impl Layer {
 /// Per-forward inputs shared by every layer: RoPE tables, the attention mask and shape.
 pub struct LayerCtx {
     cos: Tensor,
-    sin: Tensor,
+    /// `[-sin, sin]` halves (see [`apply_rope`]).
+    sin_signed: Tensor,
     mask: Option<Tensor>,
     is_causal: bool,
     b: i64,
@@ -429,13 +431,13 @@ impl Qwen3 {
         }
     }
 
+    /// `cos` and the sign-folded `sin` of [`apply_rope`], `[B,1,T,D]` in the compute dtype.
     fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
-        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1); // [B,1,T,D]
-        (
-            emb.cos().to_kind(self.compute),
-            emb.sin().to_kind(self.compute),
-        )
+        let cos = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1).cos(); // [B,1,T,D]
+        let sin = freqs.sin();
+        let sin_signed = Tensor::cat(&[sin.neg(), sin], -1).unsqueeze(1);
+        (cos.to_kind(self.compute), sin_signed.to_kind(self.compute))
     }
 
     /// Boolean attention mask `[B,1,T,past+T]` (true = attend), or `None` where plain causal
@@ -481,12 +483,12 @@ impl Qwen3 {
     ) -> LayerCtx {
         let (b, t) = input_ids.size2().expect("input_ids must be [B, T]");
         let positions = self.position_ids(b, t, past, attention_mask);
-        let (cos, sin) = self.rope(&positions);
+        let (cos, sin_signed) = self.rope(&positions);
         let mask = self.attn_mask(b, t, past, attention_mask);
         let is_causal = mask.is_none() && past == 0 && t > 1;
         LayerCtx {
             cos,
-            sin,
+            sin_signed,
             mask,
             is_causal,
             b,
@@ -540,8 +542,8 @@ impl Qwen3 {
         )
         .transpose(1, 2);
         let v = layer.v.forward(&hn).view([b, t, nkv, hd]).transpose(1, 2);
-        let q = &q * &ctx.cos + rotate_half(&q) * &ctx.sin;
-        let k = &k * &ctx.cos + rotate_half(&k) * &ctx.sin;
+        let q = apply_rope(&q, &ctx.cos, &ctx.sin_signed);
+        let k = apply_rope(&k, &ctx.cos, &ctx.sin_signed);
         let (k, v) = match cache {
             Some(c) => c.append(l, k, v),
             None => (k, v),

@@ -1,24 +1,21 @@
 //! The policy being trained (the actor): its model, the parameters AdamW updates (the adapters with
 //! LoRA, else every weight) and that AdamW.
 use super::checkpoint::{copy_named, NamedTensors, OptimState, OPTIMIZER_FILE, POLICY_FILE};
-use super::optim::{clip_grad_norm, AdamW};
+use super::optim::AdamW;
 use crate::config::OptimConfig;
 use crate::model::Qwen3;
 use crate::Result;
 use std::path::Path;
-use tch::Tensor;
 
 pub struct Actor {
     pub model: Qwen3,
-    params: Vec<Tensor>,
     opt: AdamW,
 }
 
 impl Actor {
     pub fn new(model: Qwen3, optim: &OptimConfig) -> Self {
-        let params = model.trainable_parameters();
         let opt = AdamW::new(model.trainable_parameters(), optim);
-        Actor { model, params, opt }
+        Actor { model, opt }
     }
 
     pub fn zero_grad(&mut self) {
@@ -26,8 +23,8 @@ impl Actor {
     }
 
     /// Clip the gradients to global norm `max_norm` (0 = off); the norm before clipping.
-    pub fn clip_grad_norm(&self, max_norm: f64) -> f64 {
-        clip_grad_norm(&self.params, max_norm)
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        self.opt.clip_grad_norm(max_norm)
     }
 
     pub fn step(&mut self, lr: f64) {

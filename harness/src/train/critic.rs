@@ -3,7 +3,7 @@
 //! actor) plus a zero-initialised scalar head, its own AdamW, and its part of the checkpoint.
 use super::batch::Rows;
 use super::checkpoint::{copy_named, CriticState, CRITIC_FILE};
-use super::optim::{clip_grad_norm, AdamW};
+use super::optim::AdamW;
 use crate::config::OptimConfig;
 use crate::model::{Qwen3, RandomInit};
 use crate::Result;
@@ -39,6 +39,7 @@ impl Critic {
         Ok(Critic { trunk, head, opt })
     }
 
+    #[cfg(test)]
     pub(crate) fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters()
             .into_iter()
@@ -71,7 +72,7 @@ impl Critic {
 
     /// Clip the critic's own gradients to `max_norm` and take its AdamW step.
     pub fn step(&mut self, lr: f64, max_norm: f64) {
-        clip_grad_norm(&self.parameters(), max_norm);
+        self.opt.clip_grad_norm(max_norm);
         self.opt.step(lr);
     }
 

@@ -1,6 +1,6 @@
 //! Supervised warm-start: teacher-forced cross-entropy on (prompt, answer + stop) pairs so that RL
 //! starts from a policy that sometimes succeeds.
-use super::optim::{clip_grad_norm, AdamW};
+use super::optim::AdamW;
 use crate::config::{OptimConfig, SftConfig};
 use crate::model::Qwen3;
 use crate::rollout::sampler::left_pad;
@@ -21,7 +21,6 @@ pub fn warm_start(model: &Qwen3, task: &dyn Task, cfg: &SftConfig, seed: i64) ->
         weight_decay: 0.0,
         ..OptimConfig::default()
     };
-    let params = model.trainable_parameters();
     let mut opt = AdamW::new(model.trainable_parameters(), &ocfg);
     let device = model.device();
     let mut last = f64::NAN;
@@ -53,7 +52,7 @@ pub fn warm_start(model: &Qwen3, task: &dyn Task, cfg: &SftConfig, seed: i64) ->
         let loss = -(scored.logp * &rm).sum(Kind::Float) / rm.sum(Kind::Float);
         opt.zero_grad();
         loss.backward();
-        clip_grad_norm(&params, 1.0);
+        opt.clip_grad_norm(1.0);
         opt.step(cfg.lr);
         last = loss.double_value(&[]);
     }

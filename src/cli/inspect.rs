@@ -55,13 +55,6 @@ pub fn run(a: Args) -> CliResult {
         )));
     }
     let cfg = model_config(&a.model)?;
-    let mlp = |t: &&String| ["gate_proj", "up_proj", "down_proj"].contains(&t.as_str());
-    if let Some(t) = targets.iter().find(mlp).filter(|_| cfg.is_moe()) {
-        return Err(Failure::bad_input(anyhow!(
-            "--lora-targets: `{t}` is not supported on MoE models (stacked experts take no \
-             adapters): use q_proj, k_proj, v_proj, o_proj"
-        )));
-    }
     let (total, active) = cfg.param_counts();
     let lora = lora_params(&cfg, a.lora_rank, &targets);
     // bf16 weights; full fine-tuning: bf16 weights + fp32 master + two fp32 moments + bf16 grads.

@@ -4,7 +4,7 @@
 //! a [`RunConfig`](super::RunConfig) exists only when they found nothing.
 use super::server::{Reload, ServerConfig};
 use super::{ConfigError, EngineConfig, KeyPath, RawRunConfig, Seg};
-use crate::model::lora::{LORA_TARGETS, MLP_TARGETS};
+use crate::model::lora::LORA_TARGETS;
 use crate::model::Qwen3Config;
 use crate::objective::{build_algorithm, AlgorithmConfig, KeySeg};
 
@@ -63,7 +63,7 @@ pub fn model_shape(name: &str) -> Option<Qwen3Config> {
 pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
     let mut e = Errs(Vec::new());
     let shape = model_shape(&cfg.model.name);
-    model(&mut e, cfg, shape.as_ref());
+    model(&mut e, cfg);
     task(&mut e, cfg);
     rollout(&mut e, cfg, shape.as_ref());
     algorithm(&mut e, cfg);
@@ -74,7 +74,7 @@ pub fn validate(cfg: &RawRunConfig) -> Vec<ConfigError> {
     e.0
 }
 
-fn model(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
+fn model(e: &mut Errs, cfg: &RawRunConfig) {
     let m = &cfg.model;
     let presets = crate::model::presets::PRESETS.join(", ");
     if m.name.is_empty() {
@@ -102,7 +102,6 @@ fn model(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
     e.check(!l.targets.is_empty(), "model.lora.targets", || {
         "needs at least one projection".into()
     });
-    let moe = shape.is_some_and(|c| c.moe.is_some());
     for (i, t) in l.targets.iter().enumerate() {
         let path = "model.lora.targets";
         e.check(LORA_TARGETS.contains(&t.as_str()), path, || {
@@ -113,12 +112,6 @@ fn model(e: &mut Errs, cfg: &RawRunConfig, shape: Option<&Qwen3Config>) {
         });
         e.check(!l.targets[..i].contains(t), path, || {
             format!("`{t}` is listed twice")
-        });
-        e.check(!(moe && MLP_TARGETS.contains(&t.as_str())), path, || {
-            format!(
-                "`{t}` is not supported on MoE models: stacked experts take no adapters \
-                 (use attention projections: q_proj, k_proj, v_proj, o_proj)"
-            )
         });
     }
 }
@@ -410,17 +403,24 @@ algorithm: { name: grpo }
     }
 
     #[test]
-    fn lora_mlp_targets_are_rejected_on_moe_models_only() {
+    fn lora_mlp_targets_are_accepted_on_dense_and_moe_models() {
+        // On MoE models they adapt every expert of the stacked projections.
         let moe = raw("
-model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, up_proj] } }
+model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, gate_proj, up_proj, down_proj] } }
 task: { name: addition }
 algorithm: { name: grpo }
 ");
-        let errs = validate(&moe);
+        assert_eq!(validate(&moe), vec![]);
+        let unknown = raw("
+model: { name: tiny-qwen3-moe, lora: { rank: 4, targets: [q_proj, experts] } }
+task: { name: addition }
+algorithm: { name: grpo }
+");
+        let errs = validate(&unknown);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].path.to_string(), "model.lora.targets");
         assert!(
-            errs[0].msg.contains("`up_proj` is not supported on MoE"),
+            errs[0].msg.contains("unknown projection `experts`"),
             "{}",
             errs[0]
         );

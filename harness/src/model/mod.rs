@@ -54,3 +54,5 @@ pub fn model_config(spec: &str) -> Result<Qwen3Config> {
 mod tests;
 #[cfg(test)]
 mod tests_gpu_path;
+#[cfg(test)]
+mod tests_moe_lora;

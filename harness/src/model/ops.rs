@@ -1,6 +1,6 @@
-//! The model's shared tensor ops: projections (`x Wᵀ` with an optional LoRA delta), RMSNorm and
-//! SwiGLU. Dense layers (`qwen3.rs`), MoE experts (`qwen3_moe.rs`) and adapters (`lora.rs`) all
-//! build on these, so none of them imports another for its arithmetic.
+//! The model's shared tensor ops: projections (`x Wᵀ` with an optional LoRA delta) and RMSNorm.
+//! Dense layers (`qwen3.rs`), MoE experts (`qwen3_moe.rs`) and adapters (`lora.rs`) all build on
+//! these, so none of them imports another for its arithmetic.
 use super::quant::{weight_of, Quantised};
 use tch::{Kind, Tensor};
 
@@ -25,11 +25,6 @@ pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     } else {
         w.to_kind(kind) * y.to_kind(kind)
     }
-}
-
-/// `down(silu(gate(x)) * up(x))`.
-pub(crate) fn swiglu(x: &Tensor, gate: &Tensor, up: &Tensor, down: &Tensor) -> Tensor {
-    linear(&(linear(x, gate).silu() * linear(x, up)), down)
 }
 
 /// A dense projection: the (possibly frozen) base weight `[out, in]` and an optional LoRA adapter.
@@ -66,11 +61,7 @@ impl Proj {
     pub(crate) fn share_base(&self) -> Proj {
         Proj {
             w: self.w.shallow_clone(),
-            lora: self.lora.as_ref().map(|a| LoraAdapter {
-                a: a.a.detach().copy(),
-                b: a.b.detach().copy(),
-                scale: a.scale,
-            }),
+            lora: self.lora.as_ref().map(LoraAdapter::detached_copy),
             quant: None,
         }
     }
@@ -84,10 +75,12 @@ impl Proj {
     }
 }
 
+/// One projection's adapter (`A` `[r, in]`, `B` `[out, r]`), or stacked MoE experts' adapters
+/// (`A` `[E, r, in]`, `B` `[E, out, r]`: one adapter per expert).
 pub(crate) struct LoraAdapter {
-    /// `[r, in]`
+    /// `[r, in]` (stacked: `[E, r, in]`)
     pub(crate) a: Tensor,
-    /// `[out, r]`
+    /// `[out, r]` (stacked: `[E, out, r]`)
     pub(crate) b: Tensor,
     /// `α / r`
     pub(crate) scale: f64,
@@ -99,7 +92,26 @@ impl LoraAdapter {
         linear(&linear(x, &self.a), &self.b) * self.scale
     }
 
-    /// `W + (α/r)·B A`, computed in fp32 and stored in `W`'s dtype (no gradient).
+    /// Expert `e`'s adapter of a stacked one (views: gradients reach the stacked tensors).
+    pub(crate) fn expert(&self, e: i64) -> LoraAdapter {
+        LoraAdapter {
+            a: self.a.get(e),
+            b: self.b.get(e),
+            scale: self.scale,
+        }
+    }
+
+    /// A copy that shares nothing with `self` and tracks no gradient.
+    pub(crate) fn detached_copy(&self) -> LoraAdapter {
+        LoraAdapter {
+            a: self.a.detach().copy(),
+            b: self.b.detach().copy(),
+            scale: self.scale,
+        }
+    }
+
+    /// `W + (α/r)·B A` (per expert for stacked `W` `[E, out, in]`), computed in fp32 and stored in
+    /// `W`'s dtype (no gradient).
     pub(crate) fn merged(&self, w: &Tensor) -> Tensor {
         tch::no_grad(|| {
             let d = self

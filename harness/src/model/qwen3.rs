@@ -76,7 +76,7 @@ impl Layer {
                     up: m.up.share_base(),
                     down: m.down.share_base(),
                 }),
-                Mlp::Sparse(m) => Mlp::Sparse(m.share()),
+                Mlp::Sparse(m) => Mlp::Sparse(m.share_base()),
             },
         }
     }
@@ -349,7 +349,7 @@ impl Qwen3 {
                 }
             }
             if let Mlp::Sparse(m) = &layer.mlp {
-                for (n, t) in m.dequantised_experts() {
+                for (n, t) in m.effective_experts() {
                     fresh.insert(format!("{p}.mlp.{n}"), t);
                 }
             }

@@ -3,8 +3,12 @@
 //! run either through one grouped GEMM per projection (`_grouped_mm` with per-expert offsets: no
 //! host sync) or through the per-expert loop (the reference path: one host sync per layer for the
 //! counts). `MoeImpl::Auto` picks grouped on CUDA and the loop on CPU.
+//!
+//! LoRA on experts: each stacked projection can carry one adapter per expert (`A` `[E, r, in]`,
+//! `B` `[E, out, r]`); both paths add expert `e`'s `(α/r)·(x Aₑᵀ) Bₑᵀ` to its rows (the grouped
+//! path through two more grouped GEMMs on the same offsets).
 use super::config::Qwen3Config;
-use super::ops::{linear, swiglu};
+use super::ops::{linear, LoraAdapter};
 use super::quant::{weight_of, Quantised};
 use super::quant::{QuantScale, WeightQuant};
 use super::weights::WeightSource;
@@ -56,7 +60,12 @@ pub struct MoeBlock {
     norm_topk_prob: bool,
     /// 1-byte storage of `gate`, `up`, `down` (quantised inference copy).
     quant: Option<[Quantised; 3]>,
+    /// Per-expert LoRA adapters of `gate`, `up`, `down` (see `lora.rs`).
+    pub(crate) lora: [Option<LoraAdapter>; 3],
 }
+
+/// The stacked expert projections by HF module name, in `gate`, `up`, `down` order.
+pub(crate) const EXPERT_PROJS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
 
 impl MoeBlock {
     pub fn from_source(
@@ -91,11 +100,12 @@ impl MoeBlock {
             top_k: m.num_experts_per_tok as i64,
             norm_topk_prob: m.norm_topk_prob,
             quant: None,
+            lora: [None, None, None],
         })
     }
 
-    /// The same block sharing every tensor's storage.
-    pub(crate) fn share(&self) -> MoeBlock {
+    /// The same block sharing every base tensor's storage, with detached copies of the adapters.
+    pub(crate) fn share_base(&self) -> MoeBlock {
         MoeBlock {
             router: self.router.shallow_clone(),
             gate: self.gate.shallow_clone(),
@@ -104,7 +114,30 @@ impl MoeBlock {
             top_k: self.top_k,
             norm_topk_prob: self.norm_topk_prob,
             quant: None,
+            lora: self
+                .lora
+                .each_ref()
+                .map(|l| l.as_ref().map(LoraAdapter::detached_copy)),
         }
+    }
+
+    /// The stacked weights (as stored) with their adapter slots, by HF module name.
+    pub(crate) fn experts_mut(&mut self) -> [(&'static str, &Tensor, &mut Option<LoraAdapter>); 3] {
+        let [g, u, d] = &mut self.lora;
+        [
+            (EXPERT_PROJS[0], &self.gate, g),
+            (EXPERT_PROJS[1], &self.up, u),
+            (EXPERT_PROJS[2], &self.down, d),
+        ]
+    }
+
+    /// The adapters attached, by HF module name.
+    pub(crate) fn adapters(&self) -> Vec<(&'static str, &LoraAdapter)> {
+        EXPERT_PROJS
+            .iter()
+            .zip(&self.lora)
+            .filter_map(|(n, l)| l.as_ref().map(|a| (*n, a)))
+            .collect()
     }
 
     /// Keep the stacked experts in 1-byte storage (zeroed; fill through `named_parameters` and
@@ -130,17 +163,26 @@ impl MoeBlock {
         ]
     }
 
-    /// The stacked experts dequantised, named as in `named_parameters` (none when not quantised).
-    pub(crate) fn dequantised_experts(&self) -> Vec<(String, Tensor)> {
-        if self.quant.is_none() {
+    /// The stacked experts as the forward applies them, named as in `named_parameters`: those
+    /// that differ from what is stored (adapters merged in, 1-byte storage dequantised).
+    pub(crate) fn effective_experts(&self) -> Vec<(String, Tensor)> {
+        if self.quant.is_none() && self.lora.iter().all(Option::is_none) {
             return vec![];
         }
-        let [g, u, d] = self.expert_weights();
-        vec![
-            ("experts.gate_proj".into(), g),
-            ("experts.up_proj".into(), u),
-            ("experts.down_proj".into(), d),
-        ]
+        let quantised = self.quant.is_some();
+        EXPERT_PROJS
+            .iter()
+            .zip(self.expert_weights())
+            .zip(&self.lora)
+            .filter(|(_, l)| quantised || l.is_some())
+            .map(|((n, w), l)| {
+                let w = match l {
+                    Some(a) => a.merged(&w),
+                    None => w,
+                };
+                (format!("experts.{n}"), w)
+            })
+            .collect()
     }
 
     /// The stacked expert weights to compute with (this layer's, dequantised when quantised).
@@ -213,17 +255,23 @@ impl MoeBlock {
         let i = self.gate.size()[1];
         let w = self.expert_weights();
         let ys = if moe_impl.grouped(x.device(), x.kind(), h, i) {
-            experts_grouped(&xs, &counts, &w)
+            experts_grouped(&xs, &counts, &w, &self.lora)
         } else {
-            experts_loop(&xs, &counts, &w)
+            experts_loop(&xs, &counts, &w, &self.lora)
         } * ws;
         let out = x2.zeros_like().index_add(0, &token_of, &ys);
         (out.reshape(&shape), logits)
     }
 }
 
-/// Experts `[gate, up, down]` on expert-sorted rows `xs` via one grouped GEMM per projection.
-fn experts_grouped(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
+/// Experts `[gate, up, down]` (with their adapters) on expert-sorted rows `xs` via one grouped
+/// GEMM per projection, and two more per adapted projection.
+fn experts_grouped(
+    xs: &Tensor,
+    counts: &Tensor,
+    w: &[Tensor; 3],
+    lora: &[Option<LoraAdapter>; 3],
+) -> Tensor {
     let offs = counts.cumsum(0, Kind::Int).to_kind(Kind::Int);
     let k = xs.kind();
     // `[E, I, H]` transposed to `[E, H, I]` (column-major per expert, the layout the CUDA
@@ -231,13 +279,53 @@ fn experts_grouped(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
     let mm = |a: &Tensor, w: &Tensor| {
         a.internal_grouped_mm(&cast(w, k).transpose(1, 2), Some(&offs), None, None::<Kind>)
     };
-    let g = mm(xs, &w[0]);
-    let u = mm(xs, &w[1]);
-    mm(&(g.silu() * u), &w[2])
+    let proj = |x: &Tensor, j: usize| {
+        let y = mm(x, &w[j]);
+        match &lora[j] {
+            None => y,
+            Some(l) => {
+                let (a, b) = rank_padded(l, k);
+                y + mm(&mm(x, &a), &b) * l.scale
+            }
+        }
+    };
+    let g = proj(xs, 0);
+    let u = proj(xs, 1);
+    proj(&(g.silu() * u), 2)
+}
+
+/// A stacked adapter's `A` `[E, r, in]` and `B` `[E, out, r]` with the rank zero-padded to a
+/// multiple of 16 bytes in `kind`: `_grouped_mm` needs 16-byte aligned strides, and the zero rows
+/// and columns add exact zeros.
+fn rank_padded(l: &LoraAdapter, kind: Kind) -> (Tensor, Tensor) {
+    let r = l.a.size()[1];
+    let m = 16 / kind.elt_size_in_bytes() as i64;
+    let pad = (m - r % m) % m;
+    if pad == 0 {
+        return (l.a.shallow_clone(), l.b.shallow_clone());
+    }
+    (
+        l.a.constant_pad_nd([0, 0, 0, pad]),
+        l.b.constant_pad_nd([0, pad]),
+    )
+}
+
+/// Expert `e`'s projection `x Wₑᵀ` plus its adapter's delta, if any.
+fn expert_proj(x: &Tensor, w: &Tensor, lora: &Option<LoraAdapter>, e: i64) -> Tensor {
+    let y = linear(x, &w.get(e));
+    match lora {
+        None => y,
+        Some(l) => y + l.expert(e).delta(x),
+    }
 }
 
 /// The reference path: one SwiGLU per expert that received tokens.
-fn experts_loop(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
+fn experts_loop(
+    xs: &Tensor,
+    counts: &Tensor,
+    w: &[Tensor; 3],
+    lora: &[Option<LoraAdapter>; 3],
+) -> Tensor {
     let counts = Vec::<i64>::try_from(counts.to_device(Device::Cpu)).expect("bincount to host");
     let mut outs = Vec::with_capacity(counts.len());
     let mut start = 0;
@@ -247,7 +335,8 @@ fn experts_loop(xs: &Tensor, counts: &Tensor, w: &[Tensor; 3]) -> Tensor {
         }
         let e = e as i64;
         let xe = xs.narrow(0, start, c);
-        outs.push(swiglu(&xe, &w[0].get(e), &w[1].get(e), &w[2].get(e)));
+        let h = expert_proj(&xe, &w[0], &lora[0], e).silu() * expert_proj(&xe, &w[1], &lora[1], e);
+        outs.push(expert_proj(&h, &w[2], &lora[2], e));
         start += c;
     }
     Tensor::cat(&outs, 0)

@@ -6,11 +6,11 @@ use super::*;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
-fn tiny(name: &str) -> Qwen3 {
+pub(super) fn tiny(name: &str) -> Qwen3 {
     load_model(name, Kind::Float, Device::Cpu, 0).unwrap()
 }
 
-fn lora_cfg(targets: &[&str]) -> LoraConfig {
+pub(super) fn lora_cfg(targets: &[&str]) -> LoraConfig {
     LoraConfig {
         rank: 4,
         alpha: 8.0,
@@ -18,7 +18,7 @@ fn lora_cfg(targets: &[&str]) -> LoraConfig {
     }
 }
 
-const ALL: &[&str] = &[
+pub(super) const ALL: &[&str] = &[
     "q_proj",
     "k_proj",
     "v_proj",
@@ -29,7 +29,7 @@ const ALL: &[&str] = &[
 ];
 
 /// Left-padded batch: `[3, 12]` ids and mask (rows with 0, 3 and 5 pads).
-fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
+pub(super) fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
     let ids = Tensor::randint_low(1, vocab, [3, 12], (Kind::Int64, Device::Cpu));
     let mask = Tensor::ones([3, 12], (Kind::Int64, Device::Cpu));
     let _ = mask.get(1).narrow(0, 0, 3).fill_(0);
@@ -37,7 +37,7 @@ fn padded_batch(vocab: i64) -> (Tensor, Tensor) {
     (ids, mask)
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
         .abs()
         .max()
@@ -45,7 +45,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Give every adapter's `B` random values (a fresh adapter is a no-op).
-fn randomise_b(m: &Qwen3) {
+pub(super) fn randomise_b(m: &Qwen3) {
     tch::no_grad(|| {
         for (n, mut t) in m.lora_parameters() {
             if n.contains("lora_B") {
@@ -103,12 +103,7 @@ fn merged_weights_give_the_adapter_forward() {
     let _rng = crate::rng_lock();
     for name in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let mut m = tiny(name);
-        let targets: &[&str] = if name.contains("moe") {
-            &["q_proj", "k_proj", "v_proj", "o_proj"]
-        } else {
-            ALL
-        };
-        m.attach_lora(&lora_cfg(targets), 3).unwrap();
+        m.attach_lora(&lora_cfg(ALL), 3).unwrap();
         randomise_b(&m);
         let (ids, mask) = padded_batch(m.cfg.vocab_size as i64);
         let want = tch::no_grad(|| m.forward(&ids, Some(&mask), None).logits);
@@ -131,14 +126,31 @@ fn merged_weights_give_the_adapter_forward() {
 
 #[test]
 fn lora_rejects_targets_that_match_nothing() {
-    let mut m = tiny("tiny-qwen3-moe");
+    let _rng = crate::rng_lock(); // attach_lora seeds the global RNG
+    let mut m = tiny("tiny-qwen3");
     let e = m
-        .attach_lora(&lora_cfg(&["q_proj", "up_proj"]), 1)
+        .attach_lora(&lora_cfg(&["q_proj", "qkv_proj"]), 1)
         .unwrap_err();
     assert!(
-        e.to_string().contains("`up_proj` matches no projection"),
+        e.to_string().contains("`qkv_proj` matches no projection"),
         "{e}"
     );
+}
+
+/// `m`'s PEFT adapter directory (kept while the handle lives) and its safetensors bytes.
+pub(super) fn save_peft(m: &Qwen3, cfg: &LoraConfig) -> (tempfile::TempDir, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    m.save_peft_adapter(cfg, "base", tmp.path()).unwrap();
+    let bytes = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    (tmp, bytes)
+}
+
+/// The tensors of a PEFT adapter directory, by name.
+pub(super) fn read_adapters(dir: &std::path::Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(dir.join("adapter_model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 #[test]
@@ -148,9 +160,7 @@ fn peft_adapter_dir_has_peft_names_shapes_and_config() {
     let cfg = lora_cfg(&["q_proj", "o_proj"]);
     m.attach_lora(&cfg, 1).unwrap();
     randomise_b(&m);
-    let tmp = tempfile::tempdir().unwrap();
-    m.save_peft_adapter(&cfg, "tiny-qwen3", tmp.path()).unwrap();
-    let bytes = std::fs::read(tmp.path().join("adapter_model.safetensors")).unwrap();
+    let (tmp, bytes) = save_peft(&m, &cfg);
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (h, q) = (
         m.cfg.hidden_size,
@@ -172,11 +182,7 @@ fn peft_adapter_dir_has_peft_names_shapes_and_config() {
     assert_eq!(c["lora_alpha"], 8.0);
     assert_eq!(c["target_modules"], serde_json::json!(["q_proj", "o_proj"]));
     // Round trip through load_lora.
-    let loaded: HashMap<String, Tensor> =
-        Tensor::read_safetensors(tmp.path().join("adapter_model.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+    let loaded = read_adapters(tmp.path());
     let mut m2 = tiny("tiny-qwen3");
     m2.attach_lora(&cfg, 99).unwrap();
     m2.load_lora(&loaded).unwrap();
@@ -234,6 +240,7 @@ fn recompute_gives_the_plain_path_gradients() {
         ("tiny-qwen3", false),
         ("tiny-qwen3-moe", false),
         ("tiny-qwen3", true),
+        ("tiny-qwen3-moe", true),
     ] {
         let mut m = tiny(name);
         if lora {
@@ -259,7 +266,7 @@ fn recompute_gives_the_plain_path_gradients() {
     }
 }
 
-fn moe_block(
+pub(super) fn moe_block(
     h: usize,
     i: usize,
     e: usize,
@@ -283,7 +290,19 @@ fn moe_block(
 
 /// Forward output and gradients (input, router, experts) of one block.
 fn moe_fwd_bwd(b: &qwen3_moe::MoeBlock, x: &Tensor, g: &Tensor, imp: MoeImpl) -> Vec<Tensor> {
-    for (_, p) in b.named_parameters() {
+    let params = b.named_parameters().into_iter().map(|(_, p)| p).collect();
+    block_grads(b, x, g, imp, params)
+}
+
+/// Forward output of one block and the gradients of `(y · g).sum()` for its input and `params`.
+pub(super) fn block_grads(
+    b: &qwen3_moe::MoeBlock,
+    x: &Tensor,
+    g: &Tensor,
+    imp: MoeImpl,
+    params: Vec<Tensor>,
+) -> Vec<Tensor> {
+    for p in &params {
         let mut gr = p.grad();
         if gr.defined() {
             let _ = gr.zero_();
@@ -293,11 +312,7 @@ fn moe_fwd_bwd(b: &qwen3_moe::MoeBlock, x: &Tensor, g: &Tensor, imp: MoeImpl) ->
     let (y, _) = b.forward(&x, 0.0, None, imp);
     (&y * g).sum(Kind::Float).backward();
     let mut out = vec![y.detach(), x.grad()];
-    out.extend(
-        b.named_parameters()
-            .into_iter()
-            .map(|(_, p)| p.grad().copy()),
-    );
+    out.extend(params.iter().map(|p| p.grad().copy()));
     out
 }
 

@@ -650,31 +650,36 @@ fn bench_dropping_finished_rows() {
     );
 }
 
+/// `peaked(preset, 5)` with rank-4 adapters (α 8, seed 9) on `targets`.
+fn with_lora(preset: &str, targets: &[&str]) -> Qwen3 {
+    let mut m = peaked(preset, 5);
+    let lora = crate::model::lora::LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+    };
+    m.attach_lora(&lora, 9).unwrap();
+    m
+}
+
+/// Add N(0, by²) noise to every adapter's `B` (a fresh adapter is a no-op).
+fn nudge(m: &Qwen3, by: f64) {
+    tch::no_grad(|| {
+        for (n, mut t) in m.lora_parameters() {
+            if n.contains("lora_B") {
+                let _ = t.g_add_(&(t.randn_like() * by));
+            }
+        }
+    })
+}
+
 /// LoRA with an engine at the base's precision and no quantisation: the engine's base tensors
 /// are the trainer's (same storage), it holds only adapters, staleness queues adapter snapshots,
 /// and it samples what the trainer scores.
 #[test]
 fn lora_engine_shares_the_frozen_base() {
     let _rng = crate::rng_lock();
-    let mut m = peaked("tiny-qwen3", 5);
-    let lora = crate::model::lora::LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        targets: crate::model::lora::LORA_TARGETS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
-    m.attach_lora(&lora, 9).unwrap();
-    let nudge = |m: &Qwen3, by: f64| {
-        tch::no_grad(|| {
-            for (n, mut t) in m.lora_parameters() {
-                if n.contains("lora_B") {
-                    let _ = t.g_add_(&(t.randn_like() * by));
-                }
-            }
-        })
-    };
+    let m = with_lora("tiny-qwen3", crate::model::lora::LORA_TARGETS);
     nudge(&m, 0.3);
     let cfg = EngineConfig {
         staleness: 1,
@@ -746,6 +751,72 @@ fn lora_engine_shares_the_frozen_base() {
         );
         assert_ne!(a.data_ptr(), b.data_ptr());
     }
+}
+
+/// LoRA on MoE experts: a shared-base engine holds detached copies of the expert adapters (the
+/// stacked base experts are the trainer's) and samples what the trainer scores; a quantised engine
+/// holds the quantised merged experts `Wₑ + (α/r)·Bₑ Aₑ`.
+#[test]
+fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
+    let _rng = crate::rng_lock();
+    let m = with_lora(
+        "tiny-qwen3-moe",
+        &["q_proj", "gate_proj", "up_proj", "down_proj"],
+    );
+    nudge(&m, 0.3);
+    let mut e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
+    assert!(e.shares_base());
+    for ((n, a), (_, b)) in e
+        .model()
+        .named_parameters()
+        .iter()
+        .zip(m.named_parameters())
+    {
+        assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
+    }
+    let expert = "model.layers.1.mlp.experts.down_proj.lora_B.weight";
+    let of = |named: Vec<(String, Tensor)>| named.into_iter().find(|(n, _)| n == expert).unwrap().1;
+    assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));
+    assert_ne!(
+        of(e.named_weights()).data_ptr(),
+        of(m.lora_parameters()).data_ptr(),
+        "the engine's adapters are its own"
+    );
+    tch::manual_seed(3);
+    let ro = e.generate(&prompts(), &params());
+    assert_engine_matches_trainer("tiny-qwen3-moe", &ro, &trainer_scores(&m, &ro));
+    nudge(&m, 0.3);
+    assert!(!of(e.named_weights()).equal(&of(m.lora_parameters())));
+    e.sync(&m);
+    assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));
+
+    let cfg = EngineConfig {
+        weight_quant: WeightQuant::Int8,
+        ..EngineConfig::default()
+    };
+    let q = Engine::new(&m, &cfg, Device::Cpu).unwrap();
+    assert!(!q.shares_base() && !q.model().has_lora());
+    let merged: std::collections::HashMap<String, Tensor> =
+        m.merged_named_parameters().into_iter().collect();
+    let base: std::collections::HashMap<String, Tensor> =
+        m.named_parameters().into_iter().collect();
+    let mut experts = 0;
+    for (n, t) in q.model().effective_named_parameters() {
+        let want = if discrepancy::is_quantised(&n) {
+            discrepancy::fake_quant(&merged[&n], WeightQuant::Int8, QuantScale::PerTensor)
+        } else {
+            merged[&n].shallow_clone()
+        };
+        assert!(
+            t.equal(&want),
+            "{n}: the quantised engine holds the merged weights"
+        );
+        if n.contains(".experts.") {
+            experts += 1;
+            assert!(!merged[&n].equal(&base[&n]), "{n}: adapters merged in");
+        }
+    }
+    assert_eq!(experts, 3 * m.cfg.num_hidden_layers);
 }
 
 /// A quantised engine keeps its linear weights in 1-byte storage and samples exactly what an

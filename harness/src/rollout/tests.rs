@@ -687,17 +687,8 @@ fn lora_engine_shares_the_frozen_base() {
     };
     let mut e = Engine::new(&m, &cfg, Device::Cpu).unwrap();
     assert!(e.shares_base());
-    let (mut shared, mut base_bytes) = (0, 0);
-    for ((n, a), (_, b)) in e
-        .model()
-        .named_parameters()
-        .iter()
-        .zip(m.named_parameters())
-    {
-        assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
-        shared += 1;
-        base_bytes += a.numel() * 4;
-    }
+    let sizes = assert_shares_base(&e, &m);
+    let (shared, base_bytes) = (sizes.len(), sizes.iter().sum::<usize>() * 4);
     assert_eq!(shared, m.named_parameters().len());
     let own: usize = e.named_weights().iter().map(|(_, t)| t.numel() * 4).sum();
     assert!(e.named_weights().iter().all(|(n, _)| n.contains(".lora_")));
@@ -766,14 +757,7 @@ fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
     nudge(&m, 0.3);
     let mut e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
     assert!(e.shares_base());
-    for ((n, a), (_, b)) in e
-        .model()
-        .named_parameters()
-        .iter()
-        .zip(m.named_parameters())
-    {
-        assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
-    }
+    assert_shares_base(&e, &m);
     let expert = "model.layers.1.mlp.experts.down_proj.lora_B.weight";
     let of = |named: Vec<(String, Tensor)>| named.into_iter().find(|(n, _)| n == expert).unwrap().1;
     assert!(of(e.named_weights()).equal(&of(m.lora_parameters())));
@@ -898,4 +882,18 @@ fn one_byte_engine_equals_the_fake_quantised_copy() {
             }
         }
     }
+}
+
+/// Every base parameter of the engine's model is the trainer's tensor (no second copy); their
+/// element counts.
+fn assert_shares_base(e: &Engine, m: &Qwen3) -> Vec<usize> {
+    let engine = e.model().named_parameters();
+    engine
+        .iter()
+        .zip(m.named_parameters())
+        .map(|((n, a), (_, b))| {
+            assert_eq!(a.data_ptr(), b.data_ptr(), "{n} is a second copy");
+            a.numel()
+        })
+        .collect()
 }

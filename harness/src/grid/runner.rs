@@ -16,7 +16,7 @@ use crate::rundir::{
     atomic_write, manifest as saved, run_dir, Manifest, PidLock, RunRecord, RunState, RunStatus,
     CONFIG_FILE, LOCK_FILE,
 };
-use crate::train::{run_training, StepReport};
+use crate::train::{run_training_with_sft_cache, StepReport};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -27,6 +27,9 @@ pub const REWARD_METRIC: &str = "critic/score/mean";
 
 /// How long a run waits for another process still holding its directory (a previous scheduler's
 /// child finishing its checkpoint after a crash) before giving up.
+/// A grid's shared SFT warm-starts (`train::run_training_with_sft_cache`).
+pub const SFT_CACHE_DIR: &str = "sft-cache";
+
 const RUN_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Number of CPU cores the process may use.
@@ -214,8 +217,11 @@ pub fn run_one(
     st.write(&dir)?;
 
     let mut progress = Progress::new(st.clone(), &dir, place.progress_lines);
+    let sft_cache = gdir.join(SFT_CACHE_DIR);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_training(cfg, rec.seed, &dir, stop, &mut |r| progress.on_step(r))
+        run_training_with_sft_cache(cfg, rec.seed, &dir, Some(&sft_cache), stop, &mut |r| {
+            progress.on_step(r)
+        })
     }));
     let mut last = RunStatus::read(&dir).unwrap_or(st);
     last.pid = None;

@@ -157,7 +157,7 @@ impl View for &HostView {
     }
 }
 
-fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+pub(super) fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let views = tensors
         .iter()
         .map(|(n, t)| Ok((n.as_str(), HostView::new(t)?)))
@@ -329,7 +329,7 @@ fn verify(path: &Path, want: &str, size: Option<u64>) -> Result<()> {
 }
 
 /// The tensors of one checked safetensors file, by name (on the CPU).
-fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+pub(super) fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(path, format!("not a valid safetensors file: {e:?}")))?;

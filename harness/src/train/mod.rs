@@ -17,10 +17,11 @@ pub mod policy;
 pub mod reference;
 mod run;
 pub mod sft;
+mod sft_cache;
 mod step;
 mod trainer;
 
-pub use run::run_training;
+pub use run::{run_training, run_training_with_sft_cache};
 
 use std::collections::BTreeMap;
 

@@ -100,8 +100,21 @@ pub fn run_training(
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(&StepReport),
 ) -> Result<RunOutcome> {
+    run_training_with_sft_cache(cfg, seed, dir, None, stop, on_step)
+}
+
+/// [`run_training`] with a directory of shared SFT warm-starts (a grid's `sft-cache/`): a fresh
+/// run whose warm-start is there loads it instead of repeating SFT, else stores its own there.
+pub fn run_training_with_sft_cache(
+    cfg: &RunConfig,
+    seed: i64,
+    dir: &Path,
+    sft_cache: Option<&Path>,
+    stop: &AtomicBool,
+    on_step: &mut dyn FnMut(&StepReport),
+) -> Result<RunOutcome> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (mut t, mut step, note, mut logs) = start(cfg, seed, dir)?;
+    let (mut t, mut step, note, mut logs) = start(cfg, seed, dir, sft_cache)?;
     let end = |state, step, reason: Option<String>| {
         let reason = match (reason, &note) {
             (Some(r), Some(n)) => Some(format!("{r}; {n}")),
@@ -156,9 +169,10 @@ fn start<'a, 'd>(
     cfg: &'a RunConfig,
     seed: i64,
     dir: &'d Path,
+    sft_cache: Option<&Path>,
 ) -> Result<(Trainer<'a>, usize, Option<String>, Logs<'d>)> {
     let Some((ck, state, rejected)) = checkpoint::load_latest(dir)? else {
-        let t = Trainer::new(cfg, seed, false)?;
+        let t = Trainer::with_sft_cache(cfg, seed, false, sft_cache)?;
         let _ = std::fs::remove_file(dir.join(METRICS));
         let _ = std::fs::remove_file(dir.join(EVAL));
         let mut logs = Logs::open(cfg, dir, None)?;

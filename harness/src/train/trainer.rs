@@ -6,8 +6,8 @@ use super::checkpoint::{find, EngineState, NamedTensors, TrainerState, ENGINE_FI
 use super::critic::Critic;
 use super::guard::Guard;
 use super::reference::Reference;
-use super::sft;
 use super::step::{repeat_prompts, rewards};
+use super::{sft, sft_cache};
 use crate::config::{EvalEngine, RunConfig};
 use crate::objective::{build_algorithm, Algorithm, Metrics};
 use crate::rollout::discrepancy::precision_kind;
@@ -48,12 +48,24 @@ impl<'a> Trainer<'a> {
     /// The run's trainer before its first step: policy (after SFT unless `resuming`, whose state
     /// comes from a checkpoint), the engine synced to it, and what the algorithm needs.
     pub fn new(cfg: &'a RunConfig, seed: i64, resuming: bool) -> Result<Self> {
+        Self::with_sft_cache(cfg, seed, resuming, None)
+    }
+
+    /// [`Trainer::new`], taking the SFT warm-start from (or storing it in) the cache directory
+    /// `sft_cache` when the run's warm-start can be cached (see `sft_cache`).
+    pub fn with_sft_cache(
+        cfg: &'a RunConfig,
+        seed: i64,
+        resuming: bool,
+        sft_cache: Option<&Path>,
+    ) -> Result<Self> {
         let device = crate::runtime::default_device();
         let task = build_task(&cfg.task, &cfg.model.name)?;
         let policy = super::policy::build_policy(cfg, seed, device)?;
-        if !resuming {
-            if let Some(s) = &cfg.task.sft {
-                sft::warm_start(&policy, task.as_ref(), s, seed)?;
+        if let (false, Some(s)) = (resuming, &cfg.task.sft) {
+            match sft_cache.and_then(|d| sft_cache::entry(d, cfg, seed, device)) {
+                Some(file) => sft_cache::warm_start(&policy, task.as_ref(), cfg, seed, &file)?,
+                None => sft::warm_start(&policy, task.as_ref(), s, seed).map(|_| ())?,
             }
         }
         let algo = build_algorithm(&cfg.algorithm);

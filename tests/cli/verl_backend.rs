@@ -270,6 +270,69 @@ fn verl_lora_maps_to_verls_lora_keys() {
     assert!(errs.contains("model.lora.alpha"), "{errs}");
 }
 
+/// PPO becomes verl's GAE estimator with an FSDP critic from the same checkpoint (its optimizer
+/// the run's, KL in the reward as verl's fixed controller); the overrides compose with verl's real
+/// config into its typed `FSDPCriticConfig` (composed_ppo.json, make_fixtures.py).
+#[test]
+fn verl_ppo_maps_to_gae_and_a_critic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut grid: serde_yaml::Value =
+        serde_yaml::from_str(&read(&root().join("experiments/paper-qwen3-8b-verl.yaml"))).unwrap();
+    let ppo = "{ name: ppo, lam: 0.95, cliprange_value: 0.2, kl_in_reward: { coef: 0.002, estimator: k3 } }";
+    grid["base"]["algorithm"] = serde_yaml::from_str(ppo).unwrap();
+    grid["cases"] = serde_yaml::from_str("{ ppo: {} }").unwrap();
+    let path = tmp.path().join("ppo.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&grid).unwrap()).unwrap();
+    let runs = dry_run(path.to_str().unwrap(), &tmp.path().join("out"));
+    let (label, cmd) = runs.iter().find(|(l, _)| l.contains("weight_quant=none")).unwrap();
+    let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
+    let run_dir = tmp.path().join("out/paper-qwen3-8b-verl/runs").join(id);
+    let got = overrides_of(cmd, &run_dir.display().to_string());
+    for want in [
+        "algorithm.adv_estimator=gae",
+        "algorithm.lam=0.95",
+        "algorithm.use_kl_in_reward=true",
+        "algorithm.kl_penalty=low_var_kl",
+        "algorithm.kl_ctrl.kl_coef=0.002",
+        "critic.enable=true",
+        "critic.model.path=models/Qwen3-8B",
+        "critic.cliprange_value=0.2",
+        "critic.optim.lr=1e-6",
+    ] {
+        assert!(got.iter().any(|g| g == want), "{want} missing from {got:?}");
+    }
+    let fixture = dir().join("overrides_ppo.txt");
+    if std::env::var_os("HARNESS_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&fixture, got.join("\n") + "\n").unwrap();
+    }
+    let want: Vec<String> = read(&fixture).lines().map(String::from).collect();
+    assert_eq!(
+        got, want,
+        "overrides changed: rerun with HARNESS_UPDATE_FIXTURES=1, then make_fixtures.py"
+    );
+    let composed = json("composed_ppo.json");
+    assert_eq!(composed["overrides"].as_u64().unwrap(), want.len() as u64);
+    let v = &composed["values"];
+    assert_eq!(v["algorithm.adv_estimator"], "gae");
+    assert_eq!(v["critic.enable"], true);
+    assert_eq!(v["critic.model.path"], "models/Qwen3-8B");
+    assert_eq!(v["critic.cliprange_value"], 0.2);
+    assert_eq!(v["algorithm.kl_ctrl.kl_coef"], 0.002);
+    assert_eq!(composed["typed"]["critic"], "FSDPCriticConfig");
+
+    let raw: RawRunConfig = serde_yaml::from_str(
+        "model: { name: models/Qwen3-8B }\n\
+         task: { name: math, train_file: data/train.jsonl }\n\
+         algorithm: { name: ppo, vf_coef: 0.5, whiten_advantages: false }\n\
+         train: { precision: bf16 }\nbackend: { name: verl }\n",
+    )
+    .unwrap();
+    let errs = raw.check().unwrap_err().to_string();
+    for key in ["algorithm.vf_coef", "algorithm.whiten_advantages"] {
+        assert!(errs.contains(key), "{key} missing from:\n{errs}");
+    }
+}
+
 #[test]
 fn verl_unmapped_settings_are_errors_with_key_paths() {
     let raw: RawRunConfig = serde_yaml::from_str(

@@ -7,9 +7,13 @@
 //! (which imports config) turns the settings into a launch. The mapping, key by key, is the table
 //! in README.md ("Past one machine: verl").
 use super::source::KeyPath;
-use super::{ConfigError, LoraConfig, Precision, RawRunConfig, Schedule, VerlBackend, WeightQuant};
+use super::{
+    ConfigError, LoraConfig, OptimConfig, Precision, RawRunConfig, Schedule, VerlBackend,
+    WeightQuant,
+};
 use crate::objective::{
-    AlgorithmConfig, Correction, DcForm, DppoDivergence, KlEstimator, LossAggMode, PolicyLossConfig,
+    AlgorithmConfig, Correction, DcForm, DppoDivergence, KlEstimator, LossAggMode,
+    PolicyLossConfig, PpoConfig,
 };
 use std::path::Path;
 
@@ -237,15 +241,62 @@ fn algorithm(o: &mut Vec<String>, e: &mut Errs, alg: &AlgorithmConfig) -> Option
             bypass(o);
             None
         }
-        AlgorithmConfig::Ppo(_) => {
-            e.no(
-                true,
-                "algorithm.name",
-                "ppo (a critic) is not mapped to verl yet: use grpo, dcmdp, dppo or drpo",
-            );
+        AlgorithmConfig::Ppo(p) => {
+            ppo(o, e, p);
             None
         }
     }
+}
+
+/// PPO as verl's GAE estimator with a critic (its model and optimizer: [`critic`]).
+fn ppo(o: &mut Vec<String>, e: &mut Errs, p: &PpoConfig) {
+    push(o, "algorithm.adv_estimator", "gae");
+    push(o, "algorithm.gamma", num(p.gamma));
+    push(o, "algorithm.lam", num(p.lam));
+    policy(o, e, &p.policy, "vanilla");
+    corrections(o, e, &p.policy.corrections, false);
+    e.no(
+        p.vf_coef != 1.0,
+        "algorithm.vf_coef",
+        "verl's critic trains on its own, unweighted value loss",
+    );
+    e.no(
+        !p.whiten_advantages,
+        "algorithm.whiten_advantages",
+        "verl's GAE always whitens advantages",
+    );
+    if let Some(k) = &p.kl_in_reward {
+        push(o, "algorithm.use_kl_in_reward", true);
+        push(o, "algorithm.kl_penalty", kl_type(k.estimator));
+        push(o, "algorithm.kl_ctrl.type", "fixed");
+        push(o, "algorithm.kl_ctrl.kl_coef", num(k.coef));
+    }
+}
+
+/// PPO's value model: verl's FSDP critic from the policy's checkpoint, trained in full (as the
+/// harness's critic is, LoRA or not) with the run's optimizer settings; mini-batches and epochs
+/// follow the actor's (verl's defaults).
+fn critic(o: &mut Vec<String>, cfg: &RawRunConfig, v: &VerlBackend, p: &PpoConfig) {
+    let (t, op) = (&cfg.train, &cfg.optim);
+    let c = "critic";
+    push(o, &format!("{c}.enable"), true);
+    push(o, &format!("{c}.strategy"), "fsdp2");
+    push(o, &format!("{c}.model.path"), &cfg.model.name);
+    push(
+        o,
+        &format!("{c}.model.enable_gradient_checkpointing"),
+        t.recompute,
+    );
+    push(
+        o,
+        &format!("{c}.ppo_max_token_len_per_gpu"),
+        t.micro_batch_tokens.unwrap_or(v.max_token_len_per_gpu),
+    );
+    push(o, &format!("{c}.cliprange_value"), num(p.cliprange_value));
+    push(o, &format!("{c}.grad_clip"), num(op.grad_clip));
+    push(o, &format!("{c}.fsdp.param_offload"), v.offload);
+    push(o, &format!("{c}.fsdp.optimizer_offload"), v.offload);
+    optim(o, &format!("{c}.optim"), op);
 }
 
 /// Keys that must keep their defaults on verl (the harness's engine knobs and guards).
@@ -444,27 +495,24 @@ fn actor(o: &mut Vec<String>, cfg: &RawRunConfig, v: &VerlBackend, place: &RunPl
         &format!("{a}.actor.fsdp_config.optimizer_offload"),
         v.offload,
     );
-    push(o, &format!("{a}.actor.optim.lr"), num(op.lr));
+    optim(o, &format!("{a}.actor.optim"), op);
+}
+
+/// An FSDP optimizer's settings under `key` (the actor's or the critic's).
+fn optim(o: &mut Vec<String>, key: &str, op: &OptimConfig) {
+    push(o, &format!("{key}.lr"), num(op.lr));
     push(
         o,
-        &format!("{a}.actor.optim.betas"),
+        &format!("{key}.betas"),
         format!("[{},{}]", num(op.betas.0), num(op.betas.1)),
     );
-    push(
-        o,
-        &format!("{a}.actor.optim.weight_decay"),
-        num(op.weight_decay),
-    );
-    push(
-        o,
-        &format!("{a}.actor.optim.lr_warmup_steps"),
-        op.warmup_steps,
-    );
+    push(o, &format!("{key}.weight_decay"), num(op.weight_decay));
+    push(o, &format!("{key}.lr_warmup_steps"), op.warmup_steps);
     let sched = match op.schedule {
         Schedule::Constant | Schedule::LinearWarmup => "constant",
         Schedule::Cosine => "cosine",
     };
-    push(o, &format!("{a}.actor.optim.lr_scheduler_type"), sched);
+    push(o, &format!("{key}.lr_scheduler_type"), sched);
 }
 
 /// The rollout engine (sampling and evaluation) and π_ref's scoring.
@@ -580,6 +628,9 @@ pub fn settings(
     actor(&mut o, cfg, v, place);
     let ralgo = cfg.algorithm.as_ref();
     let plugin = ralgo.and_then(|alg| algorithm(&mut o, &mut e, alg));
+    if let Some(AlgorithmConfig::Ppo(p)) = ralgo {
+        critic(&mut o, cfg, v, p);
+    }
     e.no(ralgo.is_none(), "algorithm", "required");
     rollout(&mut o, cfg, v, place);
     trainer(&mut o, cfg, v, place);

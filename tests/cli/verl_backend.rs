@@ -284,7 +284,10 @@ fn verl_ppo_maps_to_gae_and_a_critic() {
     let path = tmp.path().join("ppo.yaml");
     std::fs::write(&path, serde_yaml::to_string(&grid).unwrap()).unwrap();
     let runs = dry_run(path.to_str().unwrap(), &tmp.path().join("out"));
-    let (label, cmd) = runs.iter().find(|(l, _)| l.contains("weight_quant=none")).unwrap();
+    let (label, cmd) = runs
+        .iter()
+        .find(|(l, _)| l.contains("weight_quant=none"))
+        .unwrap();
     let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
     let run_dir = tmp.path().join("out/paper-qwen3-8b-verl/runs").join(id);
     let got = overrides_of(cmd, &run_dir.display().to_string());

@@ -3,7 +3,8 @@
 //!
 //! ```yaml
 //! metric: eval/addition/avg@4      # default metric of every claim
-//! stat: lastk                      # lastk (mean of the last k logged values) or final
+//! stat: lastk                      # lastk (mean of the last k logged values) or final; a claim
+//!                                  # may override it (`stat:`), as it may the metric
 //! alpha: 0.05                      # the interval's confidence is 1 − α (default 0.05: 95 %)
 //! power: 0.8                       # of the detectable difference (default 0.8)
 //! claims:
@@ -46,6 +47,15 @@ use std::path::{Path, PathBuf};
 pub enum ClaimStat {
     Lastk,
     Final,
+}
+
+impl ClaimStat {
+    pub fn of(self, last_k: usize) -> Stat {
+        match self {
+            ClaimStat::Lastk => Stat::LastK(last_k),
+            ClaimStat::Final => Stat::Final,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +121,9 @@ pub struct Claim {
     pub greater: Option<[Operand; 2]>,
     #[serde(default)]
     pub interior_max: Option<Vec<String>>,
+    /// Overrides the file's statistic.
+    #[serde(default)]
+    pub stat: Option<ClaimStat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -233,10 +246,7 @@ impl Claims {
 
     /// The per-seed statistic of the claims.
     pub fn stat(&self, last_k: usize) -> Stat {
-        match self.stat {
-            ClaimStat::Lastk => Stat::LastK(last_k),
-            ClaimStat::Final => Stat::Final,
-        }
+        self.stat.of(last_k)
     }
 
     /// Check every claim on a grid's results (claims in parallel). Unknown point labels and
@@ -258,16 +268,26 @@ impl Claims {
                 }
             )));
         }
-        let cx = Context {
-            g,
-            stat: self.stat(last_k),
-            alpha: self.alpha,
-            power: self.power,
-        };
         Ok(self
             .claims
             .par_iter()
-            .map(|c| c.verdict(&cx, self.metric_of(c)))
+            .map(|c| {
+                let cx = Context {
+                    g,
+                    stat: c.stat.unwrap_or(self.stat).of(last_k),
+                    alpha: self.alpha,
+                    power: self.power,
+                };
+                let mut checked = c.verdict(&cx, self.metric_of(c));
+                if let Some(st) = c.stat {
+                    let what = match st {
+                        ClaimStat::Lastk => format!("last {last_k}"),
+                        ClaimStat::Final => "final".into(),
+                    };
+                    checked.metric = format!("{} ({what})", checked.metric);
+                }
+                checked
+            })
             .collect())
     }
 }

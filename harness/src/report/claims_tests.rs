@@ -5,10 +5,23 @@ use crate::rundir::{LoadedRun, Manifest, Row, RunRecord, RunState, RunStatus};
 /// A grid whose points log one metric `m` once (step 1) per listed `(seed, value)`; a NaN value
 /// marks a failed seed (not finished).
 fn grid(points: &[(&str, &[(i64, f64)])]) -> GridResults {
+    let rows: Vec<(&str, SeedRows)> = points
+        .iter()
+        .map(|(l, v)| (*l, v.iter().map(|&(s, x)| (s, vec![x])).collect()))
+        .collect();
+    grid_rows(&rows)
+}
+
+/// [`grid`] with several logged values per run (steps 1, 2, …).
+/// Per seed, the values a run logs at steps 1, 2, ….
+type SeedRows = Vec<(i64, Vec<f64>)>;
+
+fn grid_rows(points: &[(&str, SeedRows)]) -> GridResults {
     let mut runs = Vec::new();
     let mut records = Vec::new();
     for (pi, (label, values)) in points.iter().enumerate() {
-        for &(seed, v) in values.iter() {
+        for (seed, vs) in values.iter() {
+            let (seed, v) = (*seed, vs[0]);
             let record = RunRecord {
                 id: format!("r{pi}s{seed}"),
                 point: format!("p{pi}"),
@@ -24,14 +37,21 @@ fn grid(points: &[(&str, &[(i64, f64)])]) -> GridResults {
             } else {
                 RunState::Done
             };
-            let mut row = Row::new();
-            row.insert("step".into(), 1.0);
-            row.insert("m".into(), v);
+            let metrics = vs
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let mut row = Row::new();
+                    row.insert("step".into(), (i + 1) as f64);
+                    row.insert("m".into(), x);
+                    row
+                })
+                .collect();
             records.push(record.clone());
             runs.push(LoadedRun {
-                status: Some(RunStatus::new(&record, 1, state)),
+                status: Some(RunStatus::new(&record, vs.len(), state)),
                 record,
-                metrics: vec![row],
+                metrics,
                 eval: vec![],
             });
         }
@@ -228,4 +248,36 @@ fn claim_files_are_checked_on_read() {
         c.claims[0].less,
         Some([Operand::Point("1".into()), Operand::Value(2.0)])
     );
+}
+
+/// A claim's own `stat` overrides the file's: the same comparison on the final value holds and on
+/// the mean of the last 2 does not, and the metric column says which statistic it used.
+#[test]
+fn a_claim_may_override_the_statistic() {
+    // Final values: a beats b by 1 on every seed; the last-2 means tie.
+    let g = grid_rows(&[
+        (
+            "a",
+            vec![
+                (0, vec![0.0, 2.0]),
+                (1, vec![1.0, 3.0]),
+                (2, vec![2.0, 4.0]),
+            ],
+        ),
+        (
+            "b",
+            vec![
+                (0, vec![1.0, 1.0]),
+                (1, vec![2.0, 2.0]),
+                (2, vec![3.0, 3.0]),
+            ],
+        ),
+    ]);
+    let body = "claims:\n  - claim: final\n    greater: [a, b]\n  \
+                - claim: mean\n    stat: lastk\n    greater: [a, b]\n";
+    let c = claims(body).check(&g, 2).unwrap();
+    assert_eq!(c[0].verdict, Verdict::Holds);
+    assert_eq!(c[0].metric, "m");
+    assert_eq!(c[1].verdict, Verdict::DoesNotHold);
+    assert_eq!(c[1].metric, "m (last 2)");
 }

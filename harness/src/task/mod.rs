@@ -40,18 +40,26 @@ pub trait Task: Send {
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
+/// splitmix64's step and its output function.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl Rng {
+    /// Stream `stream` of `seed`. The start state is a hash of both: before 2026-12-02 it was
+    /// `seed ^ stream·GOLDEN`, so stream k+1 was stream k one draw later (for seed 0; stride 2^m
+    /// for others) and consecutive training steps drew nearly the same problems.
     pub fn new(seed: i64, stream: u64) -> Self {
-        let mut r = Rng((seed as u64) ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next_u64();
-        r
+        let state = mix(mix((seed as u64) ^ 0x243F_6A88_85A3_08D3) ^ stream.wrapping_mul(GOLDEN));
+        Rng(state)
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
     }
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
@@ -147,6 +155,44 @@ fn math_model_dir(model: &str) -> crate::Result<std::path::PathBuf> {
 mod tests {
     use super::*;
     use crate::config::TaskConfig;
+
+    /// Streams of one seed must not be shifted copies of each other (they were: stream k+1 was
+    /// stream k one draw later), or consecutive steps train on nearly the same problems.
+    #[test]
+    fn streams_of_a_seed_share_no_draws() {
+        for seed in [0i64, 1, 2, 3, 7, -1] {
+            let mut seen = std::collections::HashSet::new();
+            for stream in 0..300u64 {
+                let mut r = Rng::new(seed, stream);
+                for _ in 0..64 {
+                    assert!(
+                        seen.insert(r.next_u64()),
+                        "seed {seed}: stream {stream} repeats"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn training_steps_draw_fresh_problems() {
+        let task = build_task(
+            &serde_yaml::from_str("{name: sorting, difficulty: 8}").unwrap(),
+            "",
+        )
+        .unwrap();
+        for seed in [0, 1, 2, 3] {
+            let mut seen = std::collections::HashSet::new();
+            for step in 0..200 {
+                for p in task.train_batch(seed, step, 8) {
+                    seen.insert(p.prompt_ids);
+                }
+            }
+            // 1600 draws from ~10^13 problems: repeats would mean overlapping streams (the old
+            // seeding gave 242 distinct problems for seed 0).
+            assert_eq!(seen.len(), 1600, "seed {seed}");
+        }
+    }
 
     fn math_cfg(train: &str) -> TaskConfig {
         serde_yaml::from_str(&format!("{{name: math, train_file: {train}}}")).unwrap()

@@ -123,17 +123,16 @@ fn router_precision_knob_moves_the_moe_engine_off_the_trainer() {
     let bf16 = run(Some(Precision::Bf16));
     // An fp32 engine differs from the trainer only by summation order (KV cache vs full
     // forward). A bf16 router rounds the routing weights: on this random-init preset its logits
-    // are small, so the rounding moves every MoE layer's mix (≈100× the fp32 noise) without yet
-    // flipping which experts are chosen.
+    // are small, so the rounding moves every MoE layer's mix (≈100× the fp32 noise) and flips
+    // the chosen experts of at most a few tokens (0.8 % measured).
     let (a, b) = (
         f(&exact, "rollout_corr/abs_prob_diff"),
         f(&bf16, "rollout_corr/abs_prob_diff"),
     );
     assert!(a < 1e-7, "fp32 router: {exact:?}");
     assert!(b > 20.0 * a && b > 2e-8, "bf16 router {b} vs fp32 {a}");
-    for r in [&exact, &bf16] {
-        assert_eq!(f(r, "rollout_corr/router_mismatch"), 0.0, "{r:?}");
-    }
+    assert_eq!(f(&exact, "rollout_corr/router_mismatch"), 0.0, "{exact:?}");
+    assert!(f(&bf16, "rollout_corr/router_mismatch") < 0.05, "{bf16:?}");
 }
 
 /// A quantised, lagging engine keeps 1-byte weights and their scales in its checkpoint and

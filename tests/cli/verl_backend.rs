@@ -214,33 +214,26 @@ fn verl_dry_run_prints_the_paper_launches() {
     assert_eq!(v["algorithm.rollout_correction.rollout_is"], "token");
 }
 
-/// `model.lora` becomes verl's FSDP LoRA keys (the 8B verl grid with adapters on attention and
-/// MLP), and those overrides are the ones verl's real config was composed with
-/// (make_fixtures.py → composed_lora.json); a fractional alpha (verl's is an integer) is refused
-/// at its key path.
-#[test]
-fn verl_lora_maps_to_verls_lora_keys() {
+/// The 8B verl paper grid with `edit` applied, dry-run: the overrides of the run whose label
+/// contains `label`.
+fn variant_overrides(edit: impl FnOnce(&mut serde_yaml::Value), label: &str) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let mut grid: serde_yaml::Value =
         serde_yaml::from_str(&read(&root().join("experiments/paper-qwen3-8b-verl.yaml"))).unwrap();
-    let lora = "{ rank: 32, alpha: 64, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj] }";
-    grid["base"]["model"]["lora"] = serde_yaml::from_str(lora).unwrap();
-    let path = tmp.path().join("lora.yaml");
+    edit(&mut grid);
+    let path = tmp.path().join("variant.yaml");
     std::fs::write(&path, serde_yaml::to_string(&grid).unwrap()).unwrap();
     let runs = dry_run(path.to_str().unwrap(), &tmp.path().join("out"));
-    let (label, cmd) = runs.iter().find(|(l, _)| l.contains("dcmdp")).unwrap();
-    let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
+    let (l, cmd) = runs.iter().find(|(l, _)| l.contains(label)).unwrap();
+    let id = l.rsplit('(').next().unwrap().trim_end_matches(')');
     let run_dir = tmp.path().join("out/paper-qwen3-8b-verl/runs").join(id);
-    let got = overrides_of(cmd, &run_dir.display().to_string());
-    let m = "actor_rollout_ref.model";
-    for want in [
-        format!("{m}.lora_rank=32"),
-        format!("{m}.lora_alpha=64"),
-        format!("{m}.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj]"),
-    ] {
-        assert!(got.contains(&want), "{want} missing from {got:?}");
-    }
-    let fixture = dir().join("overrides_lora.txt");
+    overrides_of(cmd, &run_dir.display().to_string())
+}
+
+/// `got` must equal the committed overrides fixture `name` (which make_fixtures.py composes with
+/// verl's config); `HARNESS_UPDATE_FIXTURES=1` rewrites it first.
+fn committed_overrides(name: &str, got: &[String]) -> Vec<String> {
+    let fixture = dir().join(name);
     if std::env::var_os("HARNESS_UPDATE_FIXTURES").is_some() {
         std::fs::write(&fixture, got.join("\n") + "\n").unwrap();
     }
@@ -249,6 +242,29 @@ fn verl_lora_maps_to_verls_lora_keys() {
         got, want,
         "overrides changed: rerun with HARNESS_UPDATE_FIXTURES=1, then make_fixtures.py"
     );
+    want
+}
+
+/// `model.lora` becomes verl's FSDP LoRA keys (the 8B verl grid with adapters on attention and
+/// MLP), and those overrides are the ones verl's real config was composed with
+/// (make_fixtures.py → composed_lora.json); a fractional alpha (verl's is an integer) is refused
+/// at its key path.
+#[test]
+fn verl_lora_maps_to_verls_lora_keys() {
+    let lora = "{ rank: 32, alpha: 64, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj] }";
+    let got = variant_overrides(
+        |g| g["base"]["model"]["lora"] = serde_yaml::from_str(lora).unwrap(),
+        "dcmdp",
+    );
+    let m = "actor_rollout_ref.model";
+    for want in [
+        format!("{m}.lora_rank=32"),
+        format!("{m}.lora_alpha=64"),
+        format!("{m}.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj]"),
+    ] {
+        assert!(got.contains(&want), "{want} missing from {got:?}");
+    }
+    let want = committed_overrides("overrides_lora.txt", &got);
     let composed = json("composed_lora.json");
     assert_eq!(composed["overrides"].as_u64().unwrap(), want.len() as u64);
     let v = &composed["values"];
@@ -275,22 +291,14 @@ fn verl_lora_maps_to_verls_lora_keys() {
 /// config into its typed `FSDPCriticConfig` (composed_ppo.json, make_fixtures.py).
 #[test]
 fn verl_ppo_maps_to_gae_and_a_critic() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut grid: serde_yaml::Value =
-        serde_yaml::from_str(&read(&root().join("experiments/paper-qwen3-8b-verl.yaml"))).unwrap();
     let ppo = "{ name: ppo, lam: 0.95, cliprange_value: 0.2, kl_in_reward: { coef: 0.002, estimator: k3 } }";
-    grid["base"]["algorithm"] = serde_yaml::from_str(ppo).unwrap();
-    grid["cases"] = serde_yaml::from_str("{ ppo: {} }").unwrap();
-    let path = tmp.path().join("ppo.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&grid).unwrap()).unwrap();
-    let runs = dry_run(path.to_str().unwrap(), &tmp.path().join("out"));
-    let (label, cmd) = runs
-        .iter()
-        .find(|(l, _)| l.contains("weight_quant=none"))
-        .unwrap();
-    let id = label.rsplit('(').next().unwrap().trim_end_matches(')');
-    let run_dir = tmp.path().join("out/paper-qwen3-8b-verl/runs").join(id);
-    let got = overrides_of(cmd, &run_dir.display().to_string());
+    let got = variant_overrides(
+        |g| {
+            g["base"]["algorithm"] = serde_yaml::from_str(ppo).unwrap();
+            g["cases"] = serde_yaml::from_str("{ ppo: {} }").unwrap();
+        },
+        "weight_quant=none",
+    );
     for want in [
         "algorithm.adv_estimator=gae",
         "algorithm.lam=0.95",
@@ -304,15 +312,7 @@ fn verl_ppo_maps_to_gae_and_a_critic() {
     ] {
         assert!(got.iter().any(|g| g == want), "{want} missing from {got:?}");
     }
-    let fixture = dir().join("overrides_ppo.txt");
-    if std::env::var_os("HARNESS_UPDATE_FIXTURES").is_some() {
-        std::fs::write(&fixture, got.join("\n") + "\n").unwrap();
-    }
-    let want: Vec<String> = read(&fixture).lines().map(String::from).collect();
-    assert_eq!(
-        got, want,
-        "overrides changed: rerun with HARNESS_UPDATE_FIXTURES=1, then make_fixtures.py"
-    );
+    let want = committed_overrides("overrides_ppo.txt", &got);
     let composed = json("composed_ppo.json");
     assert_eq!(composed["overrides"].as_u64().unwrap(), want.len() as u64);
     let v = &composed["values"];

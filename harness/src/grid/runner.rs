@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 /// The metric shown as "reward" on progress bars and lines.
 pub const REWARD_METRIC: &str = "critic/score/mean";
 
-/// How long a run waits for another process still holding its directory (a previous scheduler's
-/// child finishing its checkpoint after a crash) before giving up.
 /// A grid's shared SFT warm-starts (`train::run_training_with_sft_cache`).
 pub const SFT_CACHE_DIR: &str = "sft-cache";
 
+/// How long a run waits for another process still holding its directory (a previous scheduler's
+/// child finishing its checkpoint after a crash) before giving up.
 const RUN_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Number of CPU cores the process may use.

@@ -7,8 +7,8 @@
 //! unchanged path).
 use super::checkpoint::{copy_named, read_tensors, write_tensors};
 use super::sft;
+use crate::config::validate::is_preset;
 use crate::config::RunConfig;
-use crate::model::presets::PRESETS;
 use crate::model::Qwen3;
 use crate::rundir::PidLock;
 use crate::task::Task;
@@ -24,7 +24,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(3600);
 pub fn entry(dir: &Path, cfg: &RunConfig, seed: i64, device: tch::Device) -> Option<PathBuf> {
     let sft = cfg.task.sft.as_ref()?;
     let synthetic = cfg.task.train_file.is_none() && cfg.task.eval_files.is_empty();
-    if !PRESETS.contains(&cfg.model.name.as_str()) || !synthetic {
+    if !is_preset(&cfg.model.name) || !synthetic {
         return None;
     }
     // LoRA adapters start from the run seed's draw; full fine-tuning does not use it.
@@ -68,7 +68,8 @@ pub fn warm_start(
     // the lock (held too long, or unwritable) a run computes its own, which is equally correct.
     let _lock = PidLock::acquire_waiting(&file.with_extension("lock"), LOCK_WAIT).ok();
     if file.exists() {
-        match read_tensors(file).and_then(|t| copy_named(&named, &sorted(t), file)) {
+        let stored = read_tensors(file).map(|t| t.into_iter().collect::<Vec<_>>());
+        match stored.and_then(|t| copy_named(&named, &t, file)) {
             Ok(()) => return Ok(()),
             Err(e) => eprintln!(
                 "warning: SFT cache {} unusable ({e}); recomputing",
@@ -80,12 +81,6 @@ pub fn warm_start(
     let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
     write_tensors(&tmp, &named)?;
     std::fs::rename(&tmp, file).map_err(|e| crate::Error::io(file, e))
-}
-
-fn sorted(t: std::collections::HashMap<String, tch::Tensor>) -> Vec<(String, tch::Tensor)> {
-    let mut v: Vec<_> = t.into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! The CI gate against mutants of the smoke grid: `experiments/smoke.yaml` with one setting broken
 //! must fail the committed noise-derived baseline (`baselines/smoke.csv`) at every grid point,
 //! and the unchanged grid rerun with other seeds must pass it. Trains five variants of the smoke
-//! grid (about a minute each on 2 cores with `--jobs 2`), so it is `#[ignore]`d in the plain test
-//! run and run by `scripts/gate_mutants.sh`; `.ci/run` does not call it yet (the no-learning mutant
-//! still passes the smoke baseline: README, "CI").
+//! grid (about 1.5 min each on 2 cores with `--jobs 2`), so it is `#[ignore]`d in the plain test
+//! run and run by `scripts/gate_mutants.sh`, which `.ci/run` calls after the smoke gate.
 //!
 //! `HARNESS_SMOKE_BASELINE=FILE` checks another baseline (one built in a temp dir with
 //! `harness gate DIR/smoke --baseline FILE --update --from-seeds 3`).
@@ -64,9 +63,8 @@ fn variants(grid: &Value) -> Vec<Variant> {
             name: "no-learning",
             set: vec![("optim.lr", Value::from(1e-9))],
             seeds: None,
-            // Any check. (A `learns` row would be the direct test, but the smoke grid's 12 steps
-            // do not learn reliably enough for one: README, "CI".)
-            must_fail: None,
+            // The direct test: the baseline's learning check on the training reward.
+            must_fail: Some(&["critic/score/mean (gain)"]),
         },
         Variant {
             name: "lr-x100",
@@ -188,7 +186,7 @@ fn assert_paired_by_seed(g: &GridResults) {
 }
 
 #[test]
-#[ignore = "trains 5 smoke grids (~5 min on 2 cores): run by scripts/gate_mutants.sh"]
+#[ignore = "trains 5 smoke grids (~8 min on 2 cores): run by scripts/gate_mutants.sh"]
 fn gate_fails_every_mutant_of_the_smoke_grid_and_passes_a_rerun() {
     let baseline = std::env::var_os("HARNESS_SMOKE_BASELINE")
         .map(PathBuf::from)

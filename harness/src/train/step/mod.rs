@@ -27,15 +27,9 @@ pub use {
 
 use super::optim::lr_at;
 use super::trainer::{step_seed, Trainer};
-use crate::objective::Metrics;
+use crate::objective::{masked_mean, Metrics};
 use crate::Result;
 use std::time::Instant;
-use tch::{Kind, Tensor};
-
-/// Mean of `x` over the mask (products in `x`'s kind, sums in f64).
-fn masked_mean(x: &Tensor, m: &Tensor) -> f64 {
-    ((x * m).sum(Kind::Double) / m.sum(Kind::Double).clamp_min(1.0)).double_value(&[])
-}
 
 impl Trainer<'_> {
     /// Step `step` (1-based): its metrics row, and the divergence guard's reason if it stopped

@@ -6,7 +6,10 @@
 # (listed). Build the old binary from a worktree of the old commit with the same target dir:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && . scripts/env.sh &&
 #     cargo test --workspace --no-run) && cp "$CARGO_TARGET_DIR/debug/harness" /tmp/harness-old
-# (then rebuild this checkout: the target dir's debug/harness is the old one now).
+# Then rebuild this checkout with `touch build.rs harness/build.rs && cargo test --workspace
+# --no-run`: cargo hashes path packages by their place in the workspace, so the worktree shared
+# this checkout's build directories — its debug/harness and its build scripts' outputs (an old
+# build.rs that linked all of libtorch stays in effect until the build scripts run again).
 # Usage: bash benches/behaviour/compare.sh OLD_BIN [NEW_BIN]   (NEW_BIN: this checkout's debug build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

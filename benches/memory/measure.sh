@@ -6,7 +6,7 @@
 # less the runtime's own (the same step on tiny-qwen3: libtorch, allocator, binary) is set beside
 # plan's peak for the same config. Writes reports/memory/README.md (+ results.jsonl).
 #
-#   bash benches/memory/measure.sh            # 8 cases, ~70 min on 2 busy cores, peak < 9 GB
+#   bash benches/memory/measure.sh            # 8 cases, ~8 min on 2 idle cores, peak < 9 GB
 #
 # Env: HARNESS_BIN (default: $CARGO_TARGET_DIR/debug/harness), PYTHON (a python with torch and
 # safetensors, default the project venv), LAYERS (decoder layers, default 8: full fine-tuning of
@@ -19,6 +19,9 @@
 # tabulate the cases measured so far, run none).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# glibc's own trimming, so that peak RSS tracks live tensors (runtime::tune_allocator otherwise
+# keeps up to 1 GiB of freed memory in the process).
+export HARNESS_MALLOC_DEFAULTS=1
 ROOT=$PWD
 HARNESS=${HARNESS_BIN:-${CARGO_TARGET_DIR:-target}/debug/harness}
 PY=${PYTHON:-$HOME/.cache/harness/venv/bin/python}

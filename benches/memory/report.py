@@ -55,16 +55,18 @@ def main(raw, out, command, batch):
             if missing
             else []
         ),
-        "What this checks and what it does not: at this shape the peak is set by AdamW's "
-        "temporaries for the 622 MB tied embedding (full fine-tuning) or by scoring all 16 rows' "
-        "fp32 logits at once (LoRA), so the persistent terms, the optimizer-step term and the "
-        "scoring term are tested; the activation and training-logit terms (what recompute and "
-        "smaller passes shrink) stay below the peak here and are not tested by this table. "
-        "Micro-batched scoring and the engine sharing the LoRA base were not implemented in the "
-        "measured build (the engine here is bf16, a separate copy).",
+        "What this checks: the persistent terms (fp32 weights, gradients and AdamW moments or the "
+        "frozen base and fp32 adapters; the engine's own bf16 copy) in every case, and the phase "
+        f"plan names as the peak: {', '.join(sorted({r['phase'] for r in rows}))}. Passes of 8 and "
+        "2 rows (scoring and training both micro-batched) and recompute are in the measured build. "
+        "Not checked here: the engine sharing the LoRA base (this engine is bf16 against an fp32 "
+        "base, a copy of its own), staleness snapshots, MoE. Every run sets "
+        "`HARNESS_MALLOC_DEFAULTS=1`: by default the harness keeps up to 1 GiB of freed memory in "
+        "the process for speed (`runtime::tune_allocator`), which peak RSS would count although "
+        "no tensor holds it.",
         "",
-        "Reproduce (about 70 min on a busy 2-core machine, 8 cases of ~8 min; each case peaks "
-        "below ~9 GB and runs alone):",
+        "Reproduce (about 8 min on 2 idle cores; 9 runs one after another, each peaking below "
+        "~9 GB):",
         "",
         "```",
         command,
@@ -72,9 +74,9 @@ def main(raw, out, command, batch):
         "",
         "CPU vs GPU: on the CPU there is no CUDA context (≈ 0.5-1 GiB on a GPU), no cuBLAS/cuDNN "
         "workspaces and no caching allocator (PyTorch's CUDA allocator keeps freed blocks, so "
-        "`nvidia-smi` shows more than the live tensors; fragmentation typically adds 5-15%). The "
-        "CPU allocator returns large blocks to the OS, so peak RSS tracks live tensors. The "
-        "estimate counts live tensors only; `benches/gpu/one_step.sh` measures the GPU side.",
+        "`nvidia-smi` shows more than the live tensors; fragmentation typically adds 5-15%). With "
+        "glibc's defaults the CPU allocator returns large blocks to the OS, so peak RSS tracks "
+        "live tensors. The estimate counts live tensors only; `benches/gpu/one_step.sh` measures the GPU side.",
         "",
     ]
     open(out, "w").write("\n".join(lines))

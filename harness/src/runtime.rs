@@ -118,7 +118,12 @@ pub fn set_default_device(d: Device) {
 /// Keep freed memory in the process instead of handing it back to the OS after every step: a
 /// training step frees and reallocates the same few hundred MiB of activations, and glibc's default
 /// trimming turns that into page faults (measured: about a tenth of a tiny-model step's CPU time).
+/// The price is up to 1 GiB of freed memory in the resident set; `HARNESS_MALLOC_DEFAULTS=1` keeps
+/// glibc's defaults (benches/memory/measure.sh sets it, so that peak RSS tracks live tensors).
 pub fn tune_allocator() {
+    if std::env::var_os("HARNESS_MALLOC_DEFAULTS").is_some_and(|v| v == "1") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator thresholds; it is called before any other thread runs.
     unsafe {

@@ -101,30 +101,46 @@ pub fn estimate_prompt_len(cfg: &RunConfig) -> usize {
     }
 }
 
-/// Trainable parameters of LoRA adapters on the configured projections.
-pub fn lora_params(m: &Qwen3Config, rank: u64, targets: &[String]) -> u64 {
+/// `(in, out, copies)` of every projection the LoRA `targets` adapt, layer by layer (`copies`: the
+/// experts of a stacked MoE projection).
+fn adapted_shapes(m: &Qwen3Config, targets: &[String]) -> Vec<(u64, u64, u64)> {
     let h = m.hidden_size as u64;
     let q = (m.num_attention_heads * m.head_dim) as u64;
     let kv = (m.num_key_value_heads * m.head_dim) as u64;
-    let mut total = 0;
+    let mut shapes = Vec::new();
     for l in 0..m.num_hidden_layers {
         let (inter, copies) = match (&m.moe, m.is_sparse_layer(l)) {
             (Some(moe), true) => (moe.moe_intermediate_size as u64, moe.num_experts as u64),
             _ => (m.intermediate_size as u64, 1),
         };
         for t in targets {
-            let (i, o, n) = match t.as_str() {
+            shapes.push(match t.as_str() {
                 "q_proj" => (h, q, 1),
                 "k_proj" | "v_proj" => (h, kv, 1),
                 "o_proj" => (q, h, 1),
                 "gate_proj" | "up_proj" => (h, inter, copies),
                 "down_proj" => (inter, h, copies),
                 _ => (0, 0, 0),
-            };
-            total += rank * (i + o) * n;
+            });
         }
     }
-    total
+    shapes
+}
+
+/// Trainable parameters of LoRA adapters on the configured projections.
+pub fn lora_params(m: &Qwen3Config, rank: u64, targets: &[String]) -> u64 {
+    adapted_shapes(m, targets)
+        .iter()
+        .map(|(i, o, n)| rank * (i + o) * n)
+        .sum()
+}
+
+/// Elements of the base weights the LoRA `targets` adapt (what a merge rebuilds).
+pub fn lora_target_elems(m: &Qwen3Config, targets: &[String]) -> u64 {
+    adapted_shapes(m, targets)
+        .iter()
+        .map(|(i, o, n)| i * o * n)
+        .sum()
 }
 
 /// The shape of a model spec; a model directory that is not there (yet) falls back to the preset
@@ -202,6 +218,7 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
             &m,
             lora.map(|l| (l.rank as u64, l.targets.as_slice())),
         ),
+        lora_targets: lora.map_or(0, |l| lora_target_elems(&m, &l.targets)),
     };
     let mem = memory::estimate(cfg, &m, &sizes);
     let t = &cfg.train;
@@ -515,5 +532,36 @@ base:
         // 28 layers × 8 × ((1024 + 2048) + (1024 + 1024)).
         assert_eq!(r.params_trainable, 28 * 8 * (3072 + 2048));
         assert_eq!(r.mem.optimizer + r.mem.grads, r.params_trainable * 12);
+    }
+
+    #[test]
+    fn lora_engine_of_its_own_is_synced_from_merged_targets() {
+        let grid = |engine: &str| {
+            parse(&format!(
+                "
+base:
+  model: {{ name: qwen3-0.6b, lora: {{ rank: 8, targets: [q_proj, v_proj] }} }}
+  task: {{ name: addition }}
+  algorithm: {{ name: grpo }}
+  rollout: {{ engine: {{ precision: {engine} }} }}
+"
+            ))
+        };
+        // A bf16 engine against the fp32 base has a copy of its own: each sync merges q and v
+        // (28 layers × 1024 × (2048 + 1024) fp32 elements) before it copies them.
+        let g = grid("bf16");
+        let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
+        assert!(!r.mem.engine_shared);
+        assert_eq!(r.mem.sync, 28 * 1024 * (2048 + 1024) * 4);
+        // An fp32 engine shares the base and its adapters: nothing to merge.
+        let g = grid("fp32");
+        let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
+        assert!(r.mem.engine_shared);
+        assert_eq!(r.mem.sync, 0);
+        // AdamW's temporaries cover all the adapters at once (they are one flat slice).
+        assert_eq!(
+            r.mem.optimizer_step,
+            memory::ADAMW_TEMPORARIES * 4 * r.params_trainable
+        );
     }
 }

@@ -48,7 +48,7 @@ impl Engine {
             shared_base,
         };
         if !shared_base {
-            engine.load(&snapshot(trainer));
+            engine.load(&effective(trainer));
         }
         Ok(engine)
     }
@@ -107,6 +107,11 @@ impl Engine {
     /// Called after every optimizer step: the engine sees the trainer's weights `staleness`
     /// updates later.
     pub fn sync(&mut self, trainer: &Qwen3) {
+        if self.cfg.staleness == 0 && !self.shared_base {
+            // Nothing to hold back: load from the trainer's own tensors (a snapshot would copy
+            // every weight, a transient full copy at each step).
+            return self.load(&effective(trainer));
+        }
         self.pending.push_back(self.snapshot_of(trainer));
         while self.pending.len() > self.cfg.staleness {
             let w = self.pending.pop_front().unwrap();
@@ -185,6 +190,16 @@ impl Engine {
 /// cast happens on load).
 fn snapshot(model: &Qwen3) -> Vec<Tensor> {
     detached(model.merged_named_parameters())
+}
+
+/// The weights the engine copies from `model`, not copied: its own tensors, or the LoRA targets
+/// merged (those are new tensors).
+fn effective(model: &Qwen3) -> Vec<Tensor> {
+    model
+        .merged_named_parameters()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
 }
 
 fn detached(named: Vec<(String, Tensor)>) -> Vec<Tensor> {

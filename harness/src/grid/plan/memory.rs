@@ -9,17 +9,23 @@
 //! - **scoring** (π_old / π_ref without a graph): the fp32 logits of the scored rows (the whole
 //!   batch; one micro-batch when `train.micro_batch_tokens` is set);
 //! - **training**: one micro-batch's activations (all layers, or with `train.recompute` the layer
-//!   inputs plus one layer's internals), its fp32 logits with their gradient, and (full
-//!   fine-tuning below fp32) the compute-precision casts of the weights autograd keeps;
-//! - **optimizer step**: AdamW updates one parameter at a time, and its update expression keeps
-//!   [`ADAMW_TEMPORARIES`] fp32 temporaries of that parameter's size until the statement ends, so
-//!   the largest trainable tensor (the embedding, with full fine-tuning) sets this phase.
+//!   inputs plus one layer's internals), its fp32 logits with their gradient, (full fine-tuning
+//!   below fp32) the compute-precision casts of the weights autograd keeps, and
+//!   [`GRAD_TRANSIENTS`] fresh fp32 gradients of the largest trainable tensor that autograd builds
+//!   before adding them into `.grad` (the tied embedding gets one from the LM head and a dense one
+//!   from the lookup: with full fine-tuning of a 0.6B-shaped model, 2 × 622 MB);
+//! - **sync** (LoRA with an engine of its own): the adapters merged into new tensors of the
+//!   targeted weights (`W + BA`, at the base's precision) that the engine copies from;
+//! - **optimizer step**: AdamW updates its flat buffers in slices of at most
+//!   [`ADAMW_CHUNK`] elements, and its update expression keeps [`ADAMW_TEMPORARIES`] fp32
+//!   temporaries of a slice's size until the statement ends.
 //!
 //! The per-token constants count the tensors autograd saves in `model::qwen3::layer_forward`,
 //! `model::ops::rms_norm` and `rollout::score` and are checked against measured CPU peaks in
 //! `reports/memory/README.md`.
 use crate::config::{Precision, RunConfig, WeightQuant};
 use crate::model::Qwen3Config;
+pub use crate::train::optim::ADAMW_CHUNK;
 
 /// Bytes per response token and vocabulary entry of the training pass's head: the compute-dtype
 /// logits, the fp32 copy, `log_softmax` and `exp` saved for the backward, and the backward's
@@ -28,7 +34,11 @@ pub const LOGIT_BYTES_TRAIN: u64 = 24;
 /// The same for a pass without a graph (scoring): logits, fp32 copy, log-probs, `exp`, product.
 pub const LOGIT_BYTES_SCORE: u64 = 16;
 
-/// fp32 temporaries of one parameter's size alive at once in `AdamW::step` (`m/bc1`, `v/bc2`, its
+/// Fresh fp32 gradients of the largest trainable tensor alive at once in a backward pass (see the
+/// module docs; measured on CPU, `reports/memory/README.md`).
+pub const GRAD_TRANSIENTS: u64 = 2;
+
+/// fp32 temporaries of one slice's size alive at once in `AdamW::step` (`m/bc1`, `v/bc2`, its
 /// square root, `+ eps`, the quotient, `× lr`).
 pub const ADAMW_TEMPORARIES: u64 = 6;
 
@@ -67,13 +77,18 @@ pub struct Memory {
     pub logits: u64,
     /// Compute-precision casts of fp32 master weights kept for the backward.
     pub casts: u64,
-    /// AdamW's temporaries for the largest trainable tensor.
+    /// Fresh gradients of the largest trainable tensor during the backward.
+    pub grad_transients: u64,
+    /// The merged LoRA targets an engine of its own is synced from (0 without LoRA or when the
+    /// engine shares the base).
+    pub sync: u64,
+    /// AdamW's temporaries for one slice of its flat buffers.
     pub optimizer_step: u64,
     /// Whether the engine shares the trainer's frozen base.
     pub engine_shared: bool,
-    /// persistent + max(rollout, scoring, training).
+    /// persistent + max(rollout, scoring, training, sync, optimizer).
     pub peak: u64,
-    /// The phase that sets the peak: `rollout`, `scoring` or `training`.
+    /// The phase that sets the peak: `rollout`, `scoring`, `training`, `sync` or `optimizer`.
     pub peak_phase: &'static str,
 }
 
@@ -98,6 +113,8 @@ pub struct Sizes {
     pub eval_kv_tokens: u64,
     /// Elements of the largest trainable tensor.
     pub largest_trainable: u64,
+    /// Elements of the base weights LoRA adapts (0 without LoRA).
+    pub lora_targets: u64,
 }
 
 impl Sizes {
@@ -245,11 +262,18 @@ pub fn estimate(cfg: &RunConfig, m: &Qwen3Config, z: &Sizes) -> Memory {
 
     let persistent =
         policy_weights + value_weights + reference + all_trainable * 12 + engine + snapshots;
-    let optimizer_step = ADAMW_TEMPORARIES * 4 * z.largest_trainable;
+    let grad_transients = GRAD_TRANSIENTS * 4 * z.largest_trainable;
+    let optimizer_step = ADAMW_TEMPORARIES * 4 * all_trainable.min(ADAMW_CHUNK as u64);
+    let sync = if full || shared {
+        0
+    } else {
+        z.lora_targets * tb
+    };
     let phases = [
         ("rollout", kv_cache + prefill_logits),
         ("scoring", scoring),
-        ("training", activations + logits + casts),
+        ("training", activations + logits + casts + grad_transients),
+        ("sync", sync),
         ("optimizer", optimizer_step),
     ];
     let (peak_phase, phase) = phases.iter().copied().max_by_key(|p| p.1).unwrap();
@@ -265,6 +289,8 @@ pub fn estimate(cfg: &RunConfig, m: &Qwen3Config, z: &Sizes) -> Memory {
         activations,
         logits,
         casts,
+        grad_transients,
+        sync,
         optimizer_step,
         engine_shared: shared,
         peak: persistent + phase,

@@ -115,6 +115,18 @@ pub fn set_default_device(d: Device) {
     *DEFAULT_DEVICE.lock().unwrap() = Some(d);
 }
 
+/// Let a closed stdout end the process quietly (`harness validate grid.yaml | head`), as it does
+/// for other Unix tools: Rust ignores SIGPIPE, so every `println!` after the reader left would
+/// panic. The harness writes to no pipe of its own (child processes log to files, sockets use
+/// `MSG_NOSIGNAL`), so only stdout and stderr are affected.
+pub fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition to the default, before any other thread runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Keep freed memory in the process instead of handing it back to the OS after every step: a
 /// training step frees and reallocates the same few hundred MiB of activations, and glibc's default
 /// trimming turns that into page faults (measured: about a tenth of a tiny-model step's CPU time).

@@ -376,3 +376,22 @@ fn resume_after_sigkill_matches_an_uninterrupted_run() {
     assert!(b.join("tiny/tables/steps.parquet").exists());
     assert!(!b.join("tiny/.lock").exists());
 }
+
+/// `harness validate grid.yaml | head -1`: the reader leaves before the output is written; the
+/// harness ends quietly (SIGPIPE, as other Unix tools do), not with a panic on stdout.
+#[test]
+fn a_closed_stdout_ends_validate_quietly() {
+    use std::process::Stdio;
+    let mut child = harness()
+        .arg("validate")
+        .arg(root().join("experiments/mini-repro.yaml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the harness has started writing
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.status.success() || err.is_empty(), "{err}");
+}

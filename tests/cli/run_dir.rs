@@ -222,14 +222,23 @@ fn stopped_runs_are_interrupted_not_running() {
         child.wait().unwrap();
         // The run's own process checkpoints and writes its status after the scheduler is gone.
         let t0 = Instant::now();
-        while gdir
-            .join(format!("runs/{}/.lock", started_id(&gdir)))
-            .exists()
-        {
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "{name}: run still busy"
-            );
+        let id = started_id(&gdir);
+        while gdir.join(format!("runs/{id}/.lock")).exists() {
+            if t0.elapsed() > Duration::from_secs(120) {
+                // What the run's process wrote, to tell a hung run from one that died.
+                let log = std::fs::read_to_string(gdir.join(format!("runs/{id}/log.txt")));
+                let tail: Vec<String> = log
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .map(String::from)
+                    .collect();
+                panic!(
+                    "{name}: run {id} still busy: {:?}\nlog (last lines first): {tail:#?}",
+                    statuses(&gdir)
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         let st = statuses(&gdir);

@@ -48,7 +48,8 @@ impl Engine {
             shared_base,
         };
         if !shared_base {
-            engine.load(&effective(trainer));
+            let w = engine.handed_over(trainer);
+            engine.load(&w);
         }
         Ok(engine)
     }
@@ -107,12 +108,12 @@ impl Engine {
     /// Called after every optimizer step: the engine sees the trainer's weights `staleness`
     /// updates later.
     pub fn sync(&mut self, trainer: &Qwen3) {
-        if self.cfg.staleness == 0 && !self.shared_base {
-            // Nothing to hold back: load from the trainer's own tensors (a snapshot would copy
-            // every weight, a transient full copy at each step).
-            return self.load(&effective(trainer));
+        let w = self.handed_over(trainer);
+        if self.cfg.staleness == 0 {
+            return self.load(&w);
         }
-        self.pending.push_back(self.snapshot_of(trainer));
+        // Held back: a copy, since the trainer updates its tensors in place.
+        self.pending.push_back(detached(w));
         while self.pending.len() > self.cfg.staleness {
             let w = self.pending.pop_front().unwrap();
             self.load(&w);
@@ -130,7 +131,7 @@ impl Engine {
 
     /// The engine's current weights (what it samples with), for checkpoints.
     pub fn weights(&self) -> Vec<Tensor> {
-        detached(self.named_weights())
+        detached(self.named_weights().into_iter().map(|(_, t)| t).collect())
     }
 
     /// Overwrite the engine's weights directly (already quantised), e.g. on resume.
@@ -142,13 +143,16 @@ impl Engine {
         });
     }
 
-    /// What a sync hands over: the adapters when the base is shared, else the merged weights.
-    fn snapshot_of(&self, model: &Qwen3) -> Vec<Tensor> {
-        if self.shared_base {
-            detached(model.lora_parameters())
+    /// What a sync hands over, not copied: the adapters when the base is shared, else the
+    /// trainer's weights with LoRA merged in (new tensors only for the adapted ones; fp32 stays
+    /// fp32, the cast happens on load).
+    fn handed_over(&self, model: &Qwen3) -> Vec<Tensor> {
+        let named = if self.shared_base {
+            model.lora_parameters()
         } else {
-            snapshot(model)
-        }
+            model.merged_named_parameters()
+        };
+        named.into_iter().map(|(_, t)| t).collect()
     }
 
     fn load(&mut self, weights: &[Tensor]) {
@@ -186,22 +190,6 @@ impl Engine {
     }
 }
 
-/// A detached copy of the trainer's effective weights (LoRA adapters merged in; fp32 stays fp32,
-/// cast happens on load).
-fn snapshot(model: &Qwen3) -> Vec<Tensor> {
-    detached(model.merged_named_parameters())
-}
-
-/// The weights the engine copies from `model`, not copied: its own tensors, or the LoRA targets
-/// merged (those are new tensors).
-fn effective(model: &Qwen3) -> Vec<Tensor> {
-    model
-        .merged_named_parameters()
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect()
-}
-
-fn detached(named: Vec<(String, Tensor)>) -> Vec<Tensor> {
-    tch::no_grad(|| named.into_iter().map(|(_, t)| t.detach().copy()).collect())
+fn detached(ts: Vec<Tensor>) -> Vec<Tensor> {
+    tch::no_grad(|| ts.into_iter().map(|t| t.detach().copy()).collect())
 }

@@ -25,7 +25,7 @@
 //! `reports/memory/README.md`.
 use crate::config::{Precision, RunConfig, WeightQuant};
 use crate::model::Qwen3Config;
-pub use crate::train::optim::ADAMW_CHUNK;
+use crate::train::optim::ADAMW_CHUNK;
 
 /// Bytes per response token and vocabulary entry of the training pass's head: the compute-dtype
 /// logits, the fp32 copy, `log_softmax` and `exp` saved for the backward, and the backward's

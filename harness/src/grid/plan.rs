@@ -127,19 +127,21 @@ fn adapted_shapes(m: &Qwen3Config, targets: &[String]) -> Vec<(u64, u64, u64)> {
     shapes
 }
 
+/// Elements of the largest base tensor LoRA adapts (a stacked MoE expert weight counts whole), and
+/// whether it is a stacked expert weight.
+pub fn largest_lora_target(m: &Qwen3Config, targets: &[String]) -> (u64, bool) {
+    adapted_shapes(m, targets)
+        .iter()
+        .map(|&(i, o, n)| (i * o * n, n > 1))
+        .max()
+        .unwrap_or((0, false))
+}
+
 /// Trainable parameters of LoRA adapters on the configured projections.
 pub fn lora_params(m: &Qwen3Config, rank: u64, targets: &[String]) -> u64 {
     adapted_shapes(m, targets)
         .iter()
         .map(|(i, o, n)| rank * (i + o) * n)
-        .sum()
-}
-
-/// Elements of the base weights the LoRA `targets` adapt (what a merge rebuilds).
-pub fn lora_target_elems(m: &Qwen3Config, targets: &[String]) -> u64 {
-    adapted_shapes(m, targets)
-        .iter()
-        .map(|(i, o, n)| i * o * n)
         .sum()
 }
 
@@ -218,7 +220,7 @@ pub fn plan_run(run: &Run, opts: &PlanOptions) -> Result<RunPlan> {
             &m,
             lora.map(|l| (l.rank as u64, l.targets.as_slice())),
         ),
-        lora_targets: lora.map_or(0, |l| lora_target_elems(&m, &l.targets)),
+        largest_lora_target: lora.map_or((0, false), |l| largest_lora_target(&m, &l.targets)),
     };
     let mem = memory::estimate(cfg, &m, &sizes);
     let t = &cfg.train;
@@ -535,7 +537,7 @@ base:
     }
 
     #[test]
-    fn lora_engine_of_its_own_is_synced_from_merged_targets() {
+    fn lora_engine_of_its_own_is_synced_one_merged_target_at_a_time() {
         let grid = |engine: &str| {
             parse(&format!(
                 "
@@ -547,12 +549,12 @@ base:
 "
             ))
         };
-        // A bf16 engine against the fp32 base has a copy of its own: each sync merges q and v
-        // (28 layers × 1024 × (2048 + 1024) fp32 elements) before it copies them.
+        // A bf16 engine against the fp32 base has a copy of its own: each sync merges q and v one
+        // at a time, the largest (q: 1024 × 2048) with its temporaries, before it copies them.
         let g = grid("bf16");
         let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
         assert!(!r.mem.engine_shared);
-        assert_eq!(r.mem.sync, 28 * 1024 * (2048 + 1024) * 4);
+        assert_eq!(r.mem.sync, memory::MERGE_TEMPORARIES * 1024 * 2048 * 4);
         // An fp32 engine shares the base and its adapters: nothing to merge.
         let g = grid("fp32");
         let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();

@@ -19,8 +19,9 @@
 //! gives `Wₑ + (α/r)·Bₑ Aₑ` per expert. A PEFT export unstacks them into PEFT's per-expert module
 //! names (`…mlp.experts.{e}.gate_proj.lora_A.weight` `[r, in]`, the layout of Hub Qwen3-MoE
 //! checkpoints); `load_lora` reads either layout.
-use super::ops::LoraAdapter;
+use super::ops::{LoraAdapter, Proj};
 use super::qwen3::{Mlp, Qwen3};
+use super::qwen3_moe::EXPERT_PROJS;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,31 +159,54 @@ impl Qwen3 {
     }
 
     /// `named_parameters` with adapters merged into their projections (fresh tensors there, shared
-    /// storage elsewhere). Without LoRA this is `named_parameters`.
+    /// storage elsewhere). Without LoRA this is `named_parameters`. Holds every merged projection
+    /// at once: a sync streams them instead ([`Qwen3::for_each_merged`]).
     pub fn merged_named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut all = Vec::new();
+        self.for_each_merged(|name, t| all.push((name.to_string(), t.shallow_clone())));
+        all
+    }
+
+    /// `f` on each of [`Qwen3::merged_named_parameters`] in order, a merged tensor made just
+    /// before its call and dropped after it: no more than one dense projection, or one MoE layer's
+    /// stacked experts, is alive at a time.
+    pub fn for_each_merged(&self, mut f: impl FnMut(&str, &Tensor)) {
         if !self.has_lora() {
-            return self.named_parameters();
+            return self.named_parameters().iter().for_each(|(n, t)| f(n, t));
         }
-        let mut merged: HashMap<String, Tensor> = HashMap::new();
+        let mut adapted: HashMap<String, &Proj> = HashMap::new();
+        let mut sparse: HashMap<String, usize> = HashMap::new();
         for (l, layer) in self.layers.iter().enumerate() {
             for (path, proj) in layer.projections() {
                 if proj.lora.is_some() {
-                    merged.insert(format!("model.layers.{l}.{path}.weight"), proj.effective());
+                    adapted.insert(format!("model.layers.{l}.{path}.weight"), proj);
                 }
             }
-            if let Mlp::Sparse(m) = &layer.mlp {
-                for (n, t) in m.effective_experts() {
-                    merged.insert(format!("model.layers.{l}.mlp.{n}"), t);
+            if let Mlp::Sparse(_) = &layer.mlp {
+                for n in EXPERT_PROJS {
+                    sparse.insert(format!("model.layers.{l}.mlp.experts.{n}"), l);
                 }
             }
         }
-        self.named_parameters()
-            .into_iter()
-            .map(|(n, t)| match merged.remove(&n) {
-                Some(m) => (n, m),
-                None => (n, t),
-            })
-            .collect()
+        // The MoE layer whose merged experts are held, and those experts.
+        let mut experts: (Option<usize>, HashMap<String, Tensor>) = (None, HashMap::new());
+        for (name, t) in self.named_parameters() {
+            if let Some(&l) = sparse.get(&name) {
+                if experts.0 != Some(l) {
+                    let Mlp::Sparse(m) = &self.layers[l].mlp else {
+                        unreachable!()
+                    };
+                    let merged = m.effective_experts().into_iter();
+                    let merged = merged.map(|(n, t)| (format!("model.layers.{l}.mlp.{n}"), t));
+                    experts = (Some(l), merged.collect());
+                }
+            }
+            match (adapted.get(&name), experts.1.remove(&name)) {
+                (Some(proj), _) => f(&name, &proj.effective()),
+                (None, Some(merged)) => f(&name, &merged),
+                (None, None) => f(&name, &t),
+            }
+        }
     }
 
     /// Copy adapter values from `named` (names as in `lora_parameters`, optionally with the PEFT

@@ -48,8 +48,7 @@ impl Engine {
             shared_base,
         };
         if !shared_base {
-            let w = engine.handed_over(trainer);
-            engine.load(&w);
+            engine.load_streamed(trainer);
         }
         Ok(engine)
     }
@@ -108,6 +107,10 @@ impl Engine {
     /// Called after every optimizer step: the engine sees the trainer's weights `staleness`
     /// updates later.
     pub fn sync(&mut self, trainer: &Qwen3) {
+        if self.cfg.staleness == 0 && !self.shared_base {
+            // One merged LoRA projection alive at a time, not all of them.
+            return self.load_streamed(trainer);
+        }
         let w = self.handed_over(trainer);
         if self.cfg.staleness == 0 {
             return self.load(&w);
@@ -159,22 +162,48 @@ impl Engine {
         if self.shared_base {
             return self.set_weights(weights);
         }
-        let (q, s) = (self.cfg.weight_quant, self.cfg.quant_scale);
         let scales: HashMap<String, Tensor> = self.model.quant_scales().into_iter().collect();
         tch::no_grad(|| {
-            for ((name, mut dst), src) in self.model.named_parameters().into_iter().zip(weights) {
-                let quantised = is_quantised(&name).then(|| quantise(src, q, s)).flatten();
-                match quantised {
-                    Some((values, scale)) => {
-                        dst.copy_(&values);
-                        scales[&format!("{name}_scale")]
-                            .shallow_clone()
-                            .copy_(&scale);
-                    }
-                    None => dst.copy_(src),
-                }
+            for ((name, dst), src) in self.model.named_parameters().into_iter().zip(weights) {
+                self.load_one(&name, dst, src, &scales);
             }
         });
+    }
+
+    /// [`Engine::load`] of the trainer's merged weights as [`Qwen3::for_each_merged`] makes them.
+    fn load_streamed(&mut self, trainer: &Qwen3) {
+        let scales: HashMap<String, Tensor> = self.model.quant_scales().into_iter().collect();
+        let mut dst = self.model.named_parameters().into_iter();
+        tch::no_grad(|| {
+            trainer.for_each_merged(|_, src| {
+                let (name, d) = dst
+                    .next()
+                    .expect("engine and trainer have the same parameters");
+                self.load_one(&name, d, src, &scales);
+            })
+        });
+    }
+
+    /// Copy `src` into the engine's parameter `name` (`dst`), quantised if the engine quantises it.
+    fn load_one(
+        &self,
+        name: &str,
+        mut dst: Tensor,
+        src: &Tensor,
+        scales: &HashMap<String, Tensor>,
+    ) {
+        let (q, s) = (self.cfg.weight_quant, self.cfg.quant_scale);
+        match is_quantised(name).then(|| quantise(src, q, s)).flatten() {
+            Some((values, scale)) => {
+                dst.copy_(&values);
+                scales[&format!("{name}_scale")]
+                    .shallow_clone()
+                    .copy_(&scale);
+            }
+            None => {
+                dst.copy_(src);
+            }
+        }
     }
 
     /// Sample responses. `params` says what to sample; the engine's own knobs — the logit noise

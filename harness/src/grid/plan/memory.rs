@@ -14,8 +14,10 @@
 //!   [`GRAD_TRANSIENTS`] fresh fp32 gradients of the largest trainable tensor that autograd builds
 //!   before adding them into `.grad` (the tied embedding gets one from the LM head and a dense one
 //!   from the lookup: with full fine-tuning of a 0.6B-shaped model, 2 × 622 MB);
-//! - **sync** (LoRA with an engine of its own): the adapters merged into new tensors of the
-//!   targeted weights (`W + BA`, at the base's precision) that the engine copies from;
+//! - **sync** (LoRA with an engine of its own): one target at a time is merged (`W + BA`, in fp32)
+//!   and copied into the engine, so [`MERGE_TEMPORARIES`] fp32 tensors of the largest target are
+//!   alive (`BA`, its scaled copy, the sum); a MoE layer's three stacked expert weights are merged
+//!   together ([`MERGE_TEMPORARIES_EXPERTS`]);
 //! - **optimizer step**: AdamW updates its flat buffers in slices of at most
 //!   [`ADAMW_CHUNK`] elements, and its update expression keeps [`ADAMW_TEMPORARIES`] fp32
 //!   temporaries of a slice's size until the statement ends.
@@ -37,6 +39,13 @@ pub const LOGIT_BYTES_SCORE: u64 = 16;
 /// Fresh fp32 gradients of the largest trainable tensor alive at once in a backward pass (see the
 /// module docs; measured on CPU, `reports/memory/README.md`).
 pub const GRAD_TRANSIENTS: u64 = 2;
+
+/// fp32 tensors of the largest LoRA target alive while a sync merges it (`model::lora`'s
+/// `for_each_merged`): `BA`, `BA · α/r`, `W + …`.
+pub const MERGE_TEMPORARIES: u64 = 3;
+/// The same when the largest target is a stacked MoE expert weight: the layer's three merged
+/// expert weights plus two temporaries of the one being merged.
+pub const MERGE_TEMPORARIES_EXPERTS: u64 = 5;
 
 /// fp32 temporaries of one slice's size alive at once in `AdamW::step` (`m/bc1`, `v/bc2`, its
 /// square root, `+ eps`, the quotient, `× lr`).
@@ -79,8 +88,8 @@ pub struct Memory {
     pub casts: u64,
     /// Fresh gradients of the largest trainable tensor during the backward.
     pub grad_transients: u64,
-    /// The merged LoRA targets an engine of its own is synced from (0 without LoRA or when the
-    /// engine shares the base).
+    /// The merge temporaries of a sync into an engine of its own (0 without LoRA or when the
+    /// engine shares the base): the targets are merged and copied one at a time.
     pub sync: u64,
     /// AdamW's temporaries for one slice of its flat buffers.
     pub optimizer_step: u64,
@@ -113,8 +122,8 @@ pub struct Sizes {
     pub eval_kv_tokens: u64,
     /// Elements of the largest trainable tensor.
     pub largest_trainable: u64,
-    /// Elements of the base weights LoRA adapts (0 without LoRA).
-    pub lora_targets: u64,
+    /// Elements of the largest of them, and whether it is a stacked MoE expert weight.
+    pub largest_lora_target: (u64, bool),
 }
 
 impl Sizes {
@@ -264,10 +273,10 @@ pub fn estimate(cfg: &RunConfig, m: &Qwen3Config, z: &Sizes) -> Memory {
         policy_weights + value_weights + reference + all_trainable * 12 + engine + snapshots;
     let grad_transients = GRAD_TRANSIENTS * 4 * z.largest_trainable;
     let optimizer_step = ADAMW_TEMPORARIES * 4 * all_trainable.min(ADAMW_CHUNK as u64);
-    let sync = if full || shared {
-        0
-    } else {
-        z.lora_targets * tb
+    let sync = match z.largest_lora_target {
+        _ if full || shared => 0,
+        (elems, false) => MERGE_TEMPORARIES * elems * 4,
+        (elems, true) => MERGE_TEMPORARIES_EXPERTS * elems * 4,
     };
     let phases = [
         ("rollout", kv_cache + prefill_logits),

@@ -19,9 +19,13 @@
 # tabulate the cases measured so far, run none).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-# glibc's own trimming, so that peak RSS tracks live tensors (runtime::tune_allocator otherwise
-# keeps up to 1 GiB of freed memory in the process).
+# Peak RSS should track live tensors: glibc's own trimming (runtime::tune_allocator otherwise keeps
+# up to 1 GiB of freed memory in the process), and a fixed 1 MiB mmap threshold, so every tensor of
+# 1 MiB or more is its own mapping, returned when freed. With glibc's dynamic threshold such tensors
+# come from the heap once one was freed, and the heap grew by fragmentation in some runs and not in
+# others (seen 2026-12-02 in an RSS time series: ≈ 600 MB during one LoRA case's generation).
 export HARNESS_MALLOC_DEFAULTS=1
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576
 ROOT=$PWD
 HARNESS=${HARNESS_BIN:-${CARGO_TARGET_DIR:-target}/debug/harness}
 PY=${PYTHON:-$HOME/.cache/harness/venv/bin/python}

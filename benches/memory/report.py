@@ -63,7 +63,12 @@ def main(raw, out, command, batch):
         "base, a copy of its own), staleness snapshots, MoE. Every run sets "
         "`HARNESS_MALLOC_DEFAULTS=1`: by default the harness keeps up to 1 GiB of freed memory in "
         "the process for speed (`runtime::tune_allocator`), which peak RSS would count although "
-        "no tensor holds it.",
+        "no tensor holds it; and `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576`: every "
+        "allocation of 1 MiB or more is its own mapping, returned when freed (with glibc's dynamic "
+        "threshold the heap grew by fragmentation in some runs and not others: ≈ 600 MB during a "
+        "LoRA case's generation, seen in an RSS time series). Not modelled by `plan`: loading, "
+        "when the fp32 trainer and the engine are built from the bf16 checkpoint (on a GPU the "
+        "checkpoint is read into host memory).",
         "",
         "Reproduce (about 8 min on 2 idle cores; 9 runs one after another, each peaking below "
         "~9 GB):",

@@ -11,6 +11,8 @@
 # this checkout's build directories — its debug/harness and its build scripts' outputs (an old
 # build.rs that linked all of libtorch stays in effect until the build scripts run again).
 # Usage: bash benches/behaviour/compare.sh OLD_BIN [NEW_BIN]   (NEW_BIN: this checkout's debug build)
+# THREADS=T runs both with `--threads T` (default: all cores). Results are bitwise reproducible for
+# a fixed thread count; the committed grids ran with `--jobs 2` on 2 cores, i.e. THREADS=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/env.sh
@@ -21,7 +23,7 @@ status=0
 for side in old new; do
     bin=$OLD; [ "$side" = new ] && bin=$NEW
     echo "[behaviour] $side: $bin" >&2
-    "$bin" run benches/behaviour/grid.yaml --jobs 1 --out "$tmp/$side" >"$tmp/$side.log" 2>&1 ||
+    "$bin" run benches/behaviour/grid.yaml --jobs 1 ${THREADS:+--threads "$THREADS"} --out "$tmp/$side" >"$tmp/$side.log" 2>&1 ||
         { tail -5 "$tmp/$side.log" >&2; exit 2; }
     "$bin" report "$tmp/$side/behaviour" --out "$tmp/report-$side" >/dev/null
 done

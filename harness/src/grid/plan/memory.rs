@@ -29,12 +29,23 @@ use crate::config::{Precision, RunConfig, WeightQuant};
 use crate::model::Qwen3Config;
 use crate::train::optim::ADAMW_CHUNK;
 
-/// Bytes per response token and vocabulary entry of the training pass's head: the compute-dtype
-/// logits, the fp32 copy, `log_softmax` and `exp` saved for the backward, and the backward's
-/// fp32 gradients of those (calibrated on CPU, see the module docs).
-pub const LOGIT_BYTES_TRAIN: u64 = 24;
-/// The same for a pass without a graph (scoring): logits, fp32 copy, log-probs, `exp`, product.
-pub const LOGIT_BYTES_SCORE: u64 = 16;
+/// Bytes per response token and vocabulary entry of the training pass's head besides the
+/// compute-dtype logits and their fp32 copy ([`fp32_copy`]): `log_softmax` and `exp` saved for
+/// the backward, and the backward's fp32 gradients of those (calibrated on CPU, see the module
+/// docs).
+pub const LOGIT_BYTES_TRAIN: u64 = 20;
+/// The same for a pass without a graph (scoring): log-probs, `exp`, product.
+pub const LOGIT_BYTES_SCORE: u64 = 12;
+
+/// Bytes per element of the fp32 copy of compute-dtype logits: none in fp32, where the cast is
+/// the same tensor (`to_kind` to its own dtype).
+pub fn fp32_copy(compute_bytes: u64) -> u64 {
+    if compute_bytes < 4 {
+        4
+    } else {
+        0
+    }
+}
 
 /// Fresh fp32 gradients of the largest trainable tensor alive at once in a backward pass (see the
 /// module docs; measured on CPU, `reports/memory/README.md`).
@@ -258,11 +269,12 @@ pub fn estimate(cfg: &RunConfig, m: &Qwen3Config, z: &Sizes) -> Memory {
     } else {
         z.seqs
     };
-    let scoring = score_rows * (r * v * (tb + LOGIT_BYTES_SCORE) + s * h * tb * 4);
+    let head = tb + fp32_copy(tb);
+    let scoring = score_rows * (r * v * (head + LOGIT_BYTES_SCORE) + s * h * tb * 4);
 
     let tokens = z.micro_rows * s;
     let activations = activation_bytes(m, tokens, tb, cfg.train.recompute);
-    let logits = z.micro_rows * r * v * (tb + LOGIT_BYTES_TRAIN);
+    let logits = z.micro_rows * r * v * (head + LOGIT_BYTES_TRAIN);
     let casts = match (full, tb < 4, cfg.train.recompute) {
         (true, true, false) => z.total * tb,
         (true, true, true) => z.total.div_ceil(m.num_hidden_layers as u64) * tb,

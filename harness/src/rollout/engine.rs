@@ -48,7 +48,7 @@ impl Engine {
             shared_base,
         };
         if !shared_base {
-            engine.load_streamed(trainer);
+            engine.load_from(trainer);
         }
         Ok(engine)
     }
@@ -107,16 +107,11 @@ impl Engine {
     /// Called after every optimizer step: the engine sees the trainer's weights `staleness`
     /// updates later.
     pub fn sync(&mut self, trainer: &Qwen3) {
-        if self.cfg.staleness == 0 && !self.shared_base {
-            // One merged LoRA projection alive at a time, not all of them.
-            return self.load_streamed(trainer);
-        }
-        let w = self.handed_over(trainer);
         if self.cfg.staleness == 0 {
-            return self.load(&w);
+            return self.load_from(trainer);
         }
         // Held back: a copy, since the trainer updates its tensors in place.
-        self.pending.push_back(detached(w));
+        self.pending.push_back(detached(self.handed_over(trainer)));
         while self.pending.len() > self.cfg.staleness {
             let w = self.pending.pop_front().unwrap();
             self.load(&w);
@@ -170,8 +165,13 @@ impl Engine {
         });
     }
 
-    /// [`Engine::load`] of the trainer's merged weights as [`Qwen3::for_each_merged`] makes them.
-    fn load_streamed(&mut self, trainer: &Qwen3) {
+    /// [`Engine::load`] straight from the trainer: its adapters when the base is shared, else its
+    /// merged weights as [`Qwen3::for_each_merged`] makes them (one merged projection alive at a
+    /// time, not all of them).
+    fn load_from(&mut self, trainer: &Qwen3) {
+        if self.shared_base {
+            return self.load(&self.handed_over(trainer));
+        }
         let scales: HashMap<String, Tensor> = self.model.quant_scales().into_iter().collect();
         let mut dst = self.model.named_parameters().into_iter();
         tch::no_grad(|| {

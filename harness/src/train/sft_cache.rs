@@ -98,6 +98,8 @@ mod tests {
 
     #[test]
     fn a_cached_warm_start_trains_exactly_like_a_computed_one() {
+        // The runs draw from libtorch's global generator: no other test may seed it meanwhile.
+        let _rng = crate::rng_lock();
         let mut cfg = fast_config("{ name: grpo }", 2);
         cfg = cfg
             .edit(|c| c.task.sft.as_mut().unwrap().seed = Some(3))

@@ -58,7 +58,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// libtorch intra-op threads per run (default: cores / jobs). CPU results are bitwise
-    /// reproducible for a fixed thread count.
+    /// reproducible for a fixed thread count on the same kind of CPU (MKL and ATen pick AVX2 or
+    /// AVX-512 kernels by CPU, which changes float rounding).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
     /// Window of the summary table's smoothed last-k statistics.

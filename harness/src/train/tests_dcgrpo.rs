@@ -128,11 +128,16 @@ fn late_mean(rows: &[serde_json::Map<String, serde_json::Value>], key: &str) -> 
     xs.iter().sum::<f64>() / xs.len() as f64
 }
 
-/// Issue 15's failing seed (quickstart setting): as reported, λ winds up against a tolerance
-/// below the engine's δ̄ floor until the penalty's gradient outweighs the policy's (the mechanism
-/// reports/dcgrpo-feedback/ explains; measured on seed 3, steps 21–40: λ40 4.4, grad norm 5.6,
-/// penalty 4.6 vs policy 2.8); the dual update's rate limit (`lambda_rate: 0.02`) keeps the same
-/// seed where GRPO is (λ40 0.81, grad norm 2.3, penalty 0.6 vs policy 1.8). About a minute of CPU.
+/// Issue 15's failing seed (quickstart setting). What holds on every seed of
+/// reports/dcgrpo-feedback/ and on both CPUs it was run on: as reported, λ winds up against a
+/// tolerance below the engine's δ̄ floor (λ40 1.4–4.4 from λ_0 = 0.1), and the dual update's rate
+/// limit (`lambda_rate: 0.02`) keeps it below 1.1 and below the reported run's. The runaway itself
+/// (λ40 > 3, the penalty's gradient above the policy's, twice the rate-limited gradient norm) is
+/// seed 3 on the AMD EPYC VM the report was made on (λ40 4.4, grad norm 5.6, penalty 4.6 vs policy
+/// 2.8; rate-limited λ40 0.81, grad norm 2.3). Float results differ between CPUs (MKL and ATen pick
+/// AVX2 or AVX-512 kernels), and RL amplifies that: on an Intel Xeon VM the same seed ends at λ40
+/// 1.94, grad norm 2.3. So those assertions run where this seed runs away, and the test says which
+/// it saw. About a minute of CPU.
 #[test]
 fn rate_limited_dual_update_stops_the_runaway_on_the_failing_seed() {
     let _rng = crate::rng_lock();
@@ -141,18 +146,28 @@ fn rate_limited_dual_update_stops_the_runaway_on_the_failing_seed() {
     let lambda = |rows: &[serde_json::Map<_, _>]| rows[39]["dc/lambda"].as_f64().unwrap();
     let (pen, pol) = ("diag/grad_norm/penalty", "diag/grad_norm/policy");
     let grad = |rows: &[serde_json::Map<_, _>]| late_mean(rows, "actor/grad_norm");
-    assert!(lambda(&reported) > 3.0, "λ {}", lambda(&reported));
-    assert!(grad(&reported) > 2.0 * grad(&limited));
-    assert!(late_mean(&reported, pen) > late_mean(&reported, pol));
-    assert!(lambda(&limited) < 1.0, "λ {}", lambda(&limited));
-    assert!(late_mean(&limited, pen) < late_mean(&limited, pol));
+    let ran_away = lambda(&reported) > 3.0;
     eprintln!(
-        "seed {FAILING_SEED}, steps 21-40: reported λ40 {:.2} grad {:.1} δ̄ {:.2e}; rate-limited λ40 {:.2} grad {:.1} δ̄ {:.2e}",
+        "seed {FAILING_SEED}, steps 21-40: reported λ40 {:.2} grad {:.1} pen {:.2} pol {:.2} δ̄ {:.2e}; \
+         rate-limited λ40 {:.2} grad {:.1} pen {:.2} pol {:.2} δ̄ {:.2e}; runaway on this CPU: {ran_away}",
         lambda(&reported),
         grad(&reported),
+        late_mean(&reported, pen),
+        late_mean(&reported, pol),
         late_mean(&reported, "rollout_corr/abs_prob_diff"),
         lambda(&limited),
         grad(&limited),
+        late_mean(&limited, pen),
+        late_mean(&limited, pol),
         late_mean(&limited, "rollout_corr/abs_prob_diff"),
     );
+    assert!(lambda(&reported) > 1.0, "λ {}", lambda(&reported));
+    assert!(lambda(&limited) < 1.1, "λ {}", lambda(&limited));
+    assert!(lambda(&limited) < lambda(&reported));
+    assert!(late_mean(&limited, pen) < late_mean(&limited, pol));
+    if ran_away {
+        assert!(grad(&reported) > 2.0 * grad(&limited));
+        assert!(late_mean(&reported, pen) > late_mean(&reported, pol));
+        assert!(lambda(&limited) < 1.0, "λ {}", lambda(&limited));
+    }
 }

@@ -20,6 +20,38 @@ harness_cores() {
     env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN
 }
 
+# The kind of CPU, as far as float results go: MKL and ATen pick their kernels by vendor and
+# vector ISA, so fp32 training reproduces bit for bit only on the same kind (e.g. intel-avx512,
+# amd-avx512, amd-avx2). Names the CPU-specific baselines (`harness_smoke_baseline`).
+harness_cpu_kind() {
+    local vendor isa flags
+    vendor=$(awk -F': ' '/^vendor_id/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)
+    flags=$(awk -F': ' '/^flags/ {print $2; exit}' /proc/cpuinfo 2>/dev/null)
+    case "$vendor" in
+        GenuineIntel) vendor=intel ;;
+        AuthenticAMD) vendor=amd ;;
+        *) vendor=other ;;
+    esac
+    case " $flags " in
+        *" avx512f "*) isa=avx512 ;;
+        *" avx2 "*) isa=avx2 ;;
+        *) isa=other ;;
+    esac
+    echo "$vendor-$isa"
+}
+
+# The smoke grid's gate baseline for this CPU: baselines/smoke.<kind>.csv where one was made on
+# this kind of CPU, else baselines/smoke.csv (made on the AMD EPYC VMs). Says which on stderr.
+harness_smoke_baseline() {
+    local root kind file
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    kind=$(harness_cpu_kind)
+    file="baselines/smoke.$kind.csv"
+    [ -f "$root/$file" ] || file="baselines/smoke.csv"
+    echo "[gate] CPU kind $kind: baseline $file" >&2
+    echo "$root/$file"
+}
+
 _harness_setup() {
     if ! _harness_have_torch; then
         echo "[setup] installing torch==$TORCH_VERSION (LibTorch) into $VENV" >&2

@@ -369,7 +369,8 @@ fn verl_unmapped_settings_are_errors_with_key_paths() {
 /// `{"prompt": [chat], "answer"}` lines with the harness's prompts, which the launcher's converter
 /// (python/harness_verl/data.py) turns into verl's Parquet schema. Before this, the converter
 /// rejected every eval layout (`problem`/`question` columns). The converter step runs when the
-/// venv has pandas and pyarrow, and says SKIP otherwise.
+/// venv has pandas, pyarrow and verl (importing `harness_verl` registers its verl plugins), and
+/// says SKIP otherwise.
 #[test]
 fn every_published_layout_reaches_verls_schema() {
     use harness::backend::run::normalize_data;
@@ -415,9 +416,9 @@ fn every_published_layout_reaches_verls_schema() {
             );
         }
     }
-    let py = super::venv_python("pandas, pyarrow");
+    let py = super::venv_python("pandas, pyarrow, verl.trainer.ppo.core_algos");
     let Some(py) = py else {
-        eprintln!("SKIP converter step: no venv with pandas + pyarrow ($HARNESS_VENV or ~/.cache/harness/venv)");
+        eprintln!("SKIP converter step: no venv with pandas + pyarrow + verl ($HARNESS_VENV or ~/.cache/harness/venv)");
         return;
     };
     let files: Vec<String> = data.iter().map(|(n, f)| format!("{n}={f}")).collect();

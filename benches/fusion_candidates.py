@@ -76,7 +76,8 @@ def timed(f, iters):
 
 x_train = torch.randn(64, 9, H)
 x_decode = torch.randn(64, 1, H)
-times = {k: [] for k in ["train_separate", "train_fused", "decode_separate", "decode_fused"]}
+times = {k: [] for k in ["train_separate", "train_fused", "decode_separate", "decode_fused",
+                         "adamw_harness", "adamw_fused"]}
 for _ in range(a.reps):
     for name, f in [("separate", run_separate), ("fused", run_fused)]:
         for _ in range(3):
@@ -108,7 +109,6 @@ def adam_state():
     return p, g, torch.zeros(ADAM_N), torch.zeros(ADAM_N)
 
 
-times.update({"adamw_harness": [], "adamw_fused": []})
 for _ in range(a.reps):
     for name, f in [("harness", adamw_harness), ("fused", adamw_fused)]:
         p_, g_, m_, v_ = adam_state()

@@ -41,10 +41,15 @@ by = {}
 for r in rows:
     by.setdefault(r["impl"], []).append(r)
 base = statistics.median(r["s_per_step"] for r in by["harness"])
-print("| impl | runs | median s/step | steps/s | harness speed-up | peak RSS MiB |")
-print("|---|---|---|---|---|---|")
+# Per round: each impl's s/step over the harness's in the same round (runs next to each other in
+# time share the machine's load), so the spread says how much the noise moves the ratio.
+def paired(rs):
+    q = sorted(a["s_per_step"] / b["s_per_step"] for a, b in zip(rs, by["harness"]))
+    return f"{statistics.median(q):.2f}x ({q[0]:.2f}-{q[-1]:.2f})"
+print("| impl | runs | median s/step | steps/s | harness speed-up | per-round speed-up, median (min-max) | peak RSS MiB |")
+print("|---|---|---|---|---|---|---|")
 for impl, rs in by.items():
     s = statistics.median(r["s_per_step"] for r in rs)
     rss = max(r["peak_rss_mib"] for r in rs)
-    print(f"| {impl} | {len(rs)} | {s:.4f} | {1/s:.1f} | {s/base:.2f}x | {rss:.0f} |")
+    print(f"| {impl} | {len(rs)} | {s:.4f} | {1/s:.1f} | {s/base:.2f}x | {paired(rs)} | {rss:.0f} |")
 PY

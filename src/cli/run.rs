@@ -289,10 +289,14 @@ fn train_here(gdir: &Path, rec: &RunRecord, cfg: &RunConfig, a: &Args) -> CliRes
     };
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let parent = std::os::unix::process::parent_id();
     ctrlc::set_handler(move || {
         // First signal (Ctrl-C, SIGTERM, the scheduler's death): checkpoint and stop after this
-        // step. Second: now.
-        if s.swap(true, Ordering::SeqCst) {
+        // step. Second: now — unless our parent is gone: Linux sends the parent-death SIGTERM
+        // when the spawning thread exits and again when the whole scheduler does (we are then
+        // re-parented), so one death can arrive as two signals.
+        let again = s.swap(true, Ordering::SeqCst);
+        if again && std::os::unix::process::parent_id() == parent {
             std::process::exit(130);
         }
     })?;

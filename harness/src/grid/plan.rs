@@ -560,10 +560,9 @@ base:
         let r = plan_run(&g.runs[0], &PlanOptions::default()).unwrap();
         assert!(r.mem.engine_shared);
         assert_eq!(r.mem.sync, 0);
-        // AdamW's temporaries cover all the adapters at once (they are one flat slice).
-        assert_eq!(
-            r.mem.optimizer_step,
-            memory::ADAMW_TEMPORARIES * 4 * r.params_trainable
-        );
+        // AdamW's temporaries cover one slice of the flat buffers, here smaller than the adapters.
+        let slice = crate::train::optim::ADAMW_CHUNK as u64;
+        assert!(r.params_trainable > slice);
+        assert_eq!(r.mem.optimizer_step, memory::ADAMW_TEMPORARIES * 4 * slice);
     }
 }

@@ -440,8 +440,8 @@ impl Qwen3 {
         (cos.to_kind(self.compute), sin_signed.to_kind(self.compute))
     }
 
-    /// Boolean attention mask `[B,1,T,past+T]` (true = attend), or `None` where plain causal
-    /// attention is exact. Padding rows may attend to themselves so no row is fully masked.
+    /// Additive attention mask `[B,1,T,past+T]` (0 = attend, −∞ = masked), or `None` where plain
+    /// causal attention is exact. Padding rows may attend to themselves so no row is fully masked.
     fn attn_mask(
         &self,
         batch: i64,
@@ -458,19 +458,29 @@ impl Qwen3 {
         let k_pos = Tensor::arange(total, opts).view([1, total]);
         let causal = k_pos.le_tensor(&q_pos); // bottom-right aligned
         let mask = match attention_mask {
-            None => causal
-                .view([1, 1, seq, total])
+            None => self
+                .additive(&causal.view([1, 1, seq, total]))
                 .expand([batch, 1, seq, total], false),
             Some(m) => {
                 let real = m.to_kind(Kind::Bool).view([batch, 1, 1, total]);
                 let diag = k_pos.eq_tensor(&q_pos).view([1, 1, seq, total]);
-                causal
-                    .view([1, 1, seq, total])
-                    .logical_and(&real)
-                    .logical_or(&diag)
+                self.additive(
+                    &causal
+                        .view([1, 1, seq, total])
+                        .logical_and(&real)
+                        .logical_or(&diag),
+                )
             }
         };
         Some(mask)
+    }
+
+    /// A boolean mask as the additive one SDPA makes of it (0 where attended, −∞ elsewhere, in
+    /// the compute dtype): built once per forward here instead of once per layer inside SDPA;
+    /// the same values, so the same attention.
+    fn additive(&self, mask: &Tensor) -> Tensor {
+        Tensor::zeros(mask.size(), (self.compute, self.device))
+            .masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
     }
 
     /// Everything the layers share for one forward over `input_ids` `[B, T]` after `past` cached
@@ -654,4 +664,58 @@ pub fn next_token_logprobs(logits: &Tensor, tokens: &Tensor) -> Tensor {
     let lp = logits.narrow(1, 0, t - 1).log_softmax(-1, Kind::Float);
     lp.gather(-1, &tokens.narrow(1, 1, t - 1).unsqueeze(-1), false)
         .squeeze_dim(-1)
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+    use crate::model::{presets::preset, RandomInit};
+
+    #[test]
+    fn additive_mask_is_the_boolean_rule_and_attends_alike() {
+        let model = Qwen3::from_source(
+            &preset("tiny-qwen3").unwrap(),
+            &mut RandomInit::new(0, Kind::Float, Device::Cpu),
+        )
+        .unwrap();
+        // Left padding: row 0 starts at key 2, row 1 at key 0; 2 cached positions, 3 new.
+        let real = [[0i64, 0, 1, 1, 1], [1, 1, 1, 1, 1]];
+        let am = Tensor::from_slice2(&real);
+        let (past, t) = (2, 3);
+        let mask = model.attn_mask(2, t, past, Some(&am)).unwrap();
+        assert_eq!(mask.size(), [2, 1, 3, 5]);
+        assert_eq!(mask.kind(), Kind::Float);
+        let mut attend = vec![];
+        for row in real {
+            for i in 0..t {
+                let q = past + i;
+                for (k, &r) in row.iter().enumerate() {
+                    let k = k as i64;
+                    attend.push((k <= q && r == 1) || k == q);
+                }
+            }
+        }
+        let want = Tensor::from_slice(&attend).view([2, 1, 3, 5]);
+        let zeros = mask.eq(0.0);
+        assert!(zeros.equal(&want));
+        assert!(
+            mask.masked_select(&want.logical_not())
+                .eq(f64::NEG_INFINITY)
+                .all()
+                .int64_value(&[])
+                == 1
+        );
+        // SDPA turns a boolean mask into this one: same attention, bit for bit.
+        tch::manual_seed(1);
+        let opts = (Kind::Float, Device::Cpu);
+        let (q, k, v) = (
+            Tensor::randn([2, 4, 3, 32], opts),
+            Tensor::randn([2, 2, 5, 32], opts),
+            Tensor::randn([2, 2, 5, 32], opts),
+        );
+        let sdpa = |m: &Tensor| {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, true)
+        };
+        assert!(sdpa(&mask).equal(&sdpa(&want)));
+    }
 }

@@ -19,8 +19,7 @@
 //!   alive (`BA`, its scaled copy, the sum); a MoE layer's three stacked expert weights are merged
 //!   together ([`MERGE_TEMPORARIES_EXPERTS`]);
 //! - **optimizer step**: AdamW updates its flat buffers in slices of at most
-//!   [`ADAMW_CHUNK`] elements, and its update expression keeps [`ADAMW_TEMPORARIES`] fp32
-//!   temporaries of a slice's size until the statement ends.
+//!   [`ADAMW_CHUNK`] elements, keeping [`ADAMW_TEMPORARIES`] fp32 temporaries of a slice's size.
 //!
 //! The per-token constants count the tensors autograd saves in `model::qwen3::layer_forward`,
 //! `model::ops::rms_norm` and `rollout::score` and are checked against measured CPU peaks in
@@ -58,9 +57,9 @@ pub const MERGE_TEMPORARIES: u64 = 3;
 /// expert weights plus two temporaries of the one being merged.
 pub const MERGE_TEMPORARIES_EXPERTS: u64 = 5;
 
-/// fp32 temporaries of one slice's size alive at once in `AdamW::step` (`m/bc1`, `v/bc2`, its
-/// square root, `+ eps`, the quotient, `× lr`).
-pub const ADAMW_TEMPORARIES: u64 = 6;
+/// fp32 temporaries of one slice's size alive at once in `AdamW::step`: its two scratch buffers
+/// and, for gradients not in fp32, the gradient's fp32 copy.
+pub const ADAMW_TEMPORARIES: u64 = 3;
 
 /// Bytes per element of a precision.
 pub fn bytes(p: Precision) -> u64 {

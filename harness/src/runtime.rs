@@ -145,6 +145,31 @@ pub fn tune_allocator() {
     }
 }
 
+extern "C" {
+    fn harness_inference_mode_enter() -> *mut std::ffi::c_void;
+    fn harness_inference_mode_exit(guard: *mut std::ffi::c_void);
+}
+
+/// LibTorch's `InferenceMode` while alive (`csrc/inference_mode.cpp`): no gradients, and ops skip
+/// the autograd and view-tracking layers (the same kernels, so the same numbers, less per-op
+/// overhead than `tch::no_grad_guard`). Tensors made inside are *inference tensors*: autograd
+/// refuses to save them for backward, so copy what leaves the scope (`Tensor::copy` outside it).
+pub struct InferenceMode(*mut std::ffi::c_void);
+
+impl InferenceMode {
+    pub fn enter() -> Self {
+        // SAFETY: allocates a guard object that only touches this thread's dispatch state.
+        InferenceMode(unsafe { harness_inference_mode_enter() })
+    }
+}
+
+impl Drop for InferenceMode {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `enter` on this thread (the type is !Send) and is freed once.
+        unsafe { harness_inference_mode_exit(self.0) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,18 +127,43 @@ fn filter_logits(logits: Tensor, top_k: usize, top_p: f64) -> Tensor {
 /// `max_num_seqs`, rows run in waves of that many and every wave is padded to the step's prompt
 /// width, so the output has the same shapes as one batch.
 pub fn generate(model: &Qwen3, prompts: &[Vec<i64>], params: &SamplingParams) -> Rollouts {
-    let _guard = tch::no_grad_guard();
+    let inference = crate::runtime::InferenceMode::enter();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let Some(wave) = params.max_num_seqs else {
-        return generate_wave(model, prompts, width, 0, params, SampleNoise::Global);
+    let out = match params.max_num_seqs {
+        None => generate_wave(model, prompts, width, 0, params, SampleNoise::Global),
+        Some(wave) => {
+            let noise = SampleNoise::keyed_from_global();
+            let waves: Vec<Rollouts> = prompts
+                .chunks(wave.max(1))
+                .enumerate()
+                .map(|(i, chunk)| {
+                    generate_wave(model, chunk, width, (i * wave) as i64, params, noise)
+                })
+                .collect();
+            concat(waves)
+        }
     };
-    let noise = SampleNoise::keyed_from_global();
-    let waves: Vec<Rollouts> = prompts
-        .chunks(wave.max(1))
-        .enumerate()
-        .map(|(i, chunk)| generate_wave(model, chunk, width, (i * wave) as i64, params, noise))
-        .collect();
-    concat(waves)
+    drop(inference);
+    out.into_normal_tensors()
+}
+
+impl Rollouts {
+    /// The same rollouts in tensors made outside inference mode (see `runtime::InferenceMode`),
+    /// which the trainer's graph may use.
+    fn into_normal_tensors(self) -> Rollouts {
+        let _guard = tch::no_grad_guard();
+        Rollouts {
+            prompt_ids: self.prompt_ids.copy(),
+            prompt_mask: self.prompt_mask.copy(),
+            response_ids: self.response_ids.copy(),
+            response_mask: self.response_mask.copy(),
+            rollout_logp: self.rollout_logp.copy(),
+            topk: self.topk.map(|(lp, ids)| (lp.copy(), ids.copy())),
+            engine_experts: self.engine_experts.iter().map(Tensor::copy).collect(),
+            finish: self.finish,
+            lengths: self.lengths,
+        }
+    }
 }
 
 /// Rows of several waves as one batch.

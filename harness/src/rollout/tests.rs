@@ -897,3 +897,45 @@ fn assert_shares_base(e: &Engine, m: &Qwen3) -> Vec<usize> {
         })
         .collect()
 }
+
+/// Generation runs in LibTorch's inference mode; what it returns must still serve the trainer's
+/// graph (autograd refuses to save inference tensors for backward), and grad mode comes back.
+#[test]
+fn rollouts_made_in_inference_mode_feed_a_backward() {
+    let mut m = peaked("tiny-qwen3", 0);
+    m.set_requires_grad(true);
+    tch::manual_seed(3);
+    let p = SamplingParams {
+        topk_logprobs: 2,
+        ..params()
+    };
+    let ro = sampler::generate(&m, &prompts(), &p);
+    assert!(!ro.rollout_logp.requires_grad());
+    let table = Tensor::randn([64, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let (topk_lp, topk_ids) = ro.topk.as_ref().unwrap();
+    // Each op saves the rollout tensor it is given (indices, a factor) for its backward.
+    let loss = Tensor::embedding(&table, &ro.response_ids, -1, false, false).sum(Kind::Float)
+        + Tensor::embedding(&table, &ro.prompt_ids, -1, false, false).sum(Kind::Float)
+        + Tensor::embedding(&table, topk_ids, -1, false, false).sum(Kind::Float)
+        + (table.sum(Kind::Float) * &ro.rollout_logp * &ro.response_mask).sum(Kind::Float)
+        + (table.sum(Kind::Float) * topk_lp.clamp_min(-1e3)).sum(Kind::Float);
+    loss.backward();
+    assert!(table.grad().defined());
+    // The trainer scores the same rollouts (with a graph) as before.
+    let scored = score_responses(
+        &m,
+        &ro.prompt_ids,
+        &ro.prompt_mask,
+        &ro.response_ids,
+        &ro.response_mask,
+        1.0,
+        None,
+    );
+    assert!(
+        scored.logp.requires_grad(),
+        "grad mode is back after generation"
+    );
+    (scored.logp * &ro.response_mask)
+        .sum(Kind::Float)
+        .backward();
+}

@@ -39,19 +39,23 @@ fn params() -> SamplingParams {
     }
 }
 
+/// The trainer's scores of the engine's rollouts at temperature 1 (with a graph in grad mode),
+/// with the log-probs at `gather` ids when given.
+fn scores(m: &Qwen3, ro: &Rollouts, gather: Option<&Tensor>) -> Scored {
+    score_responses(
+        m,
+        &ro.prompt_ids,
+        &ro.prompt_mask,
+        &ro.response_ids,
+        &ro.response_mask,
+        1.0,
+        gather,
+    )
+}
+
 /// The trainer's π_old for the engine's rollouts (temperature 1, no graph).
 fn trainer_scores(m: &Qwen3, ro: &Rollouts) -> Scored {
-    tch::no_grad(|| {
-        score_responses(
-            m,
-            &ro.prompt_ids,
-            &ro.prompt_mask,
-            &ro.response_ids,
-            &ro.response_mask,
-            1.0,
-            None,
-        )
-    })
+    tch::no_grad(|| scores(m, ro, None))
 }
 
 /// Knobs off: every token's |π_old − μ| ≤ 1e-5 and, for MoE, the same experts.
@@ -312,7 +316,7 @@ fn topk_logprobs_are_reported_and_sorted() {
     };
     let e = Engine::new(&m, &cfg, Device::Cpu).unwrap();
     let ro = e.generate(&prompts(), &params());
-    let (lp, ids) = ro.topk.unwrap();
+    let (lp, ids) = ro.topk.as_ref().unwrap();
     assert_eq!(lp.size(), [8, 10, 5]);
     assert_eq!(ids.size(), [8, 10, 5]);
     let first = lp.select(1, 0);
@@ -324,15 +328,7 @@ fn topk_logprobs_are_reported_and_sorted() {
     )
     .unwrap());
     // Scoring at those ids with the same weights gives the same log-probs.
-    let s = score_responses(
-        &m,
-        &ro.prompt_ids,
-        &ro.prompt_mask,
-        &ro.response_ids,
-        &ro.response_mask,
-        1.0,
-        Some(&ids),
-    );
+    let s = scores(&m, &ro, Some(ids));
     let g = s.gathered.unwrap().select(1, 0);
     assert!((g - first).abs().max().double_value(&[]) < 1e-5);
 }
@@ -922,15 +918,7 @@ fn rollouts_made_in_inference_mode_feed_a_backward() {
     loss.backward();
     assert!(table.grad().defined());
     // The trainer scores the same rollouts (with a graph) as before.
-    let scored = score_responses(
-        &m,
-        &ro.prompt_ids,
-        &ro.prompt_mask,
-        &ro.response_ids,
-        &ro.response_mask,
-        1.0,
-        None,
-    );
+    let scored = scores(&m, &ro, None);
     assert!(
         scored.logp.requires_grad(),
         "grad mode is back after generation"

@@ -6,6 +6,13 @@ use crate::diagnostics::rollout_corr;
 use crate::model::{load_model, Qwen3};
 use tch::{Device, Kind, Tensor};
 
+/// Held by every test here for its whole run: most seed libtorch's global RNG and compare two
+/// seeded generations, which a test drawing from it alongside would break.
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A tiny preset with weights scaled up from HF's 0.02 init so distributions are peaked, as in a
 /// trained model (a near-uniform model hides every discrepancy).
 fn peaked(preset: &str, seed: i64) -> Qwen3 {
@@ -87,6 +94,7 @@ fn mismatch(m: &Qwen3, cfg: &EngineConfig, seed: i64) -> (f64, Rollouts, Scored)
 
 #[test]
 fn knobs_off_engine_matches_trainer_per_token() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let m = peaked(preset, 1);
@@ -112,6 +120,7 @@ fn assert_increasing(name: &str, preset: &str, settings: &[EngineConfig]) {
 
 #[test]
 fn each_knob_increases_abs_prob_diff() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let base = EngineConfig::default();
     let with = |f: &dyn Fn(&mut EngineConfig)| {
@@ -164,6 +173,7 @@ fn each_knob_increases_abs_prob_diff() {
 
 #[test]
 fn router_noise_flips_experts() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = peaked("tiny-qwen3-moe", 3);
     let cfg = EngineConfig {
@@ -185,6 +195,7 @@ fn router_noise_flips_experts() {
 
 #[test]
 fn staleness_lags_the_trainer() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let means: Vec<f64> = [0usize, 1, 3]
         .iter()
@@ -226,6 +237,7 @@ fn staleness_lags_the_trainer() {
 
 #[test]
 fn same_seed_same_rollouts_different_seed_different() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = peaked("tiny-qwen3-moe", 5);
     let cfg = EngineConfig {
@@ -242,6 +254,7 @@ fn same_seed_same_rollouts_different_seed_different() {
 
 #[test]
 fn stop_tokens_top_k_and_greedy() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = peaked("tiny-qwen3", 6);
     let e = Engine::new(&m, &EngineConfig::default(), Device::Cpu).unwrap();
@@ -308,6 +321,7 @@ fn stop_tokens_top_k_and_greedy() {
 
 #[test]
 fn topk_logprobs_are_reported_and_sorted() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = peaked("tiny-qwen3", 8);
     let cfg = EngineConfig {
@@ -344,6 +358,7 @@ fn grouped_prompts(g: usize) -> Vec<Vec<i64>> {
 
 #[test]
 fn grouped_prompts_share_prefill_and_still_match_the_trainer() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let m = peaked(preset, 2);
@@ -364,6 +379,7 @@ fn grouped_prompts_share_prefill_and_still_match_the_trainer() {
 /// share a prompt).
 #[test]
 fn shared_prefix_scoring_equals_full_forward_with_gradients() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let m = peaked(preset, 3);
@@ -427,6 +443,7 @@ fn shared_prefix_scoring_equals_full_forward_with_gradients() {
 /// 5.7e-6 on the CPU).
 #[test]
 fn waves_give_the_same_rollouts_as_one_batch() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let m = peaked(preset, 3);
@@ -490,6 +507,7 @@ fn waves_give_the_same_rollouts_as_one_batch() {
 /// generator's `[N, V]` draws and no KV cache.
 #[test]
 fn dropping_finished_rows_keeps_the_full_batch_draws() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = peaked("tiny-qwen3", 4);
     let ps = prompts();
@@ -551,6 +569,7 @@ fn dropping_finished_rows_keeps_the_full_batch_draws() {
 
 #[test]
 fn kv_cache_with_capacity_allocates_once() {
+    let _rng = rng_lock();
     let mut c = crate::model::KvCache::with_capacity(2, 12);
     let kv = || Tensor::ones([3, 2, 5, 4], (Kind::Float, Device::Cpu));
     for l in 0..2 {
@@ -584,6 +603,7 @@ fn kv_cache_with_capacity_allocates_once() {
 #[test]
 #[ignore = "timing; run by hand"]
 fn bench_dropping_finished_rows() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let mut cfg = crate::model::model_config("tiny-qwen3").unwrap();
     cfg.hidden_size = 512;
@@ -674,6 +694,7 @@ fn nudge(m: &Qwen3, by: f64) {
 /// and it samples what the trainer scores.
 #[test]
 fn lora_engine_shares_the_frozen_base() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = with_lora("tiny-qwen3", crate::model::lora::LORA_TARGETS);
     nudge(&m, 0.3);
@@ -745,6 +766,7 @@ fn lora_engine_shares_the_frozen_base() {
 /// holds the quantised merged experts `Wₑ + (α/r)·Bₑ Aₑ`.
 #[test]
 fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
+    let _rng = rng_lock();
     let _rng = crate::rng_lock();
     let m = with_lora(
         "tiny-qwen3-moe",
@@ -803,6 +825,7 @@ fn lora_engine_on_moe_experts_shares_the_base_or_syncs_merged_weights() {
 /// engine holding the fake-quantised weights in its own precision samples.
 #[test]
 fn one_byte_engine_equals_the_fake_quantised_copy() {
+    let _rng = rng_lock();
     use crate::model::RandomInit;
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
@@ -898,6 +921,7 @@ fn assert_shares_base(e: &Engine, m: &Qwen3) -> Vec<usize> {
 /// graph (autograd refuses to save inference tensors for backward), and grad mode comes back.
 #[test]
 fn rollouts_made_in_inference_mode_feed_a_backward() {
+    let _rng = rng_lock();
     // Nothing here touches libtorch's global RNG, which tests running alongside seed and draw
     // from: weights from a formula, greedy sampling.
     let wave = |n: i64, phase: f64| {

@@ -9,14 +9,19 @@ fn main() {
         .expect("torch-sys did not report libtorch's lib dir (DEP_TCH_LIBTORCH_LIB)");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    println!("cargo:rerun-if-changed=csrc/inference_mode.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     let include = Path::new(&lib).join("../include");
     cc::Build::new()
         .cpp(true)
         .std("c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
-        .include(include)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        // No FMA contraction: the fused ops must round every product as the tensor ops do.
+        .flag("-ffp-contract=off")
+        .flag("-O3")
         .file("csrc/inference_mode.cpp")
+        .file("csrc/rope.cpp")
         .warnings(false)
         .compile("harness_csrc");
 }

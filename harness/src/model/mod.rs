@@ -10,6 +10,7 @@ pub mod quant;
 pub mod qwen3;
 pub mod qwen3_moe;
 pub mod recompute;
+mod rope;
 pub mod tokenizer;
 pub mod weights;
 

@@ -7,17 +7,10 @@ use super::ops::{linear, rms_norm, Proj};
 use super::quant::Quantised;
 use super::quant::{QuantScale, WeightQuant};
 use super::qwen3_moe::{load_balancing_loss, MoeBlock, MoeImpl};
+use super::rope::apply_rope;
 use super::weights::WeightSource;
 use crate::Result;
 use tch::{Device, Kind, Tensor};
-
-/// RoPE as HF computes it, `x·cos + rotate_half(x)·sin` with `rotate_half(x) = [-x₂, x₁]`, in two
-/// fewer kinds of op: `rotate_half(x)·sin = [x₂, x₁]·[-sin₁, sin₂]` (`sin_signed`), and flipping a
-/// factor's sign is exact, so the result is bit for bit HF's.
-fn apply_rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Tensor {
-    let d = *x.size().last().unwrap();
-    x * cos + x.roll([d / 2], [-1]) * sin_signed
-}
 
 pub(crate) struct DenseMlp {
     pub(crate) gate: Proj,
@@ -100,7 +93,7 @@ impl Layer {
 /// Per-forward inputs shared by every layer: RoPE tables, the attention mask and shape.
 pub struct LayerCtx {
     cos: Tensor,
-    /// `[-sin, sin]` halves (see [`apply_rope`]).
+    /// `[-sin, sin]` halves (see [`super::rope::apply_rope`]).
     sin_signed: Tensor,
     mask: Option<Tensor>,
     is_causal: bool,
@@ -431,7 +424,7 @@ impl Qwen3 {
         }
     }
 
-    /// `cos` and the sign-folded `sin` of [`apply_rope`], `[B,1,T,D]` in the compute dtype.
+    /// `cos` and the sign-folded `sin` of [`super::rope::apply_rope`], `[B,1,T,D]` in the compute dtype.
     fn rope(&self, positions: &Tensor) -> (Tensor, Tensor) {
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
         let cos = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1).cos(); // [B,1,T,D]

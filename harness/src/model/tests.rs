@@ -276,3 +276,50 @@ fn bf16_compute_is_close_to_fp32() {
     let d = (a - b).abs().max().double_value(&[]);
     assert!(d > 0.0 && d < 0.5, "bf16 vs fp32 max diff {d}");
 }
+
+/// Logits and every weight's gradient of a left-padded batch, with RoPE fused or as tensor ops.
+fn logits_and_grads(model: &Qwen3, ops_only: bool) -> Vec<Tensor> {
+    super::rope::OPS_ONLY.with(|f| f.set(ops_only));
+    let seqs: Vec<Vec<i64>> = (0..4)
+        .map(|i| (0..12 - 2 * i).map(|j| (j * 5 + i) % 64).collect())
+        .collect();
+    let (x, mask) = left_pad(&seqs);
+    let logits = model.forward(&x, Some(&mask), None).logits;
+    let params: Vec<Tensor> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let loss = (logits.log_softmax(-1, Kind::Float) * logits.sin()).sum(Kind::Float);
+    let mut out = Tensor::run_backward(&[loss], &params, false, false);
+    super::rope::OPS_ONLY.with(|f| f.set(false));
+    out.push(logits.detach());
+    out
+}
+
+#[test]
+fn fused_rope_leaves_the_model_bit_for_bit_unchanged() {
+    let _rng = crate::rng_lock();
+    for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
+        let model = load_model(preset, Kind::Float, Device::Cpu, 11).unwrap();
+        for p in model.named_parameters() {
+            let _ = p.1.set_requires_grad(true);
+        }
+        let fused = logits_and_grads(&model, false);
+        let ops = logits_and_grads(&model, true);
+        let mut names: Vec<String> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.push("logits".into());
+        let differ: Vec<String> = fused
+            .iter()
+            .zip(&ops)
+            .zip(&names)
+            .filter(|((a, b), _)| !a.view_dtype(Kind::Int).equal(&b.view_dtype(Kind::Int)))
+            .map(|((a, b), n)| format!("{n} ({})", (a - b).abs().max().double_value(&[])))
+            .collect();
+        assert!(differ.is_empty(), "{preset}: {differ:?}");
+    }
+}

@@ -22,6 +22,7 @@ fn main() {
         .flag("-O3")
         .file("csrc/inference_mode.cpp")
         .file("csrc/rope.cpp")
+        .file("csrc/rms_norm.cpp")
         .warnings(false)
         .compile("harness_csrc");
 }

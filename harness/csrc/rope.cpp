@@ -18,6 +18,26 @@ using torch::autograd::tensor_list;
 // Grain as ATen's elementwise kernels use (elements per task), so threading matches theirs.
 constexpr int64_t kGrain = 32768;
 
+#define HARNESS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// One row of D: out[i] = x[i]·c[i] + x[j]·s'[i] with j = (i + D/2) mod D. Forward s'[i] = s[i];
+// backward (x = g) s'[i] = s[j], so the second product is `roll(g·sin)` at i. `s_lo` and `s_hi`
+// are where s' of the first and the second half is read (indexed by i).
+HARNESS_CLONES void rope_row(const float* __restrict x, const float* __restrict c,
+                             const float* s_lo, const float* s_hi, float* __restrict out,
+                             int64_t half) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float a = x[i] * c[i];
+    const float b = x[i + half] * s_lo[i];
+    out[i] = a + b;
+  }
+  for (int64_t i = half; i < 2 * half; ++i) {
+    const float a = x[i] * c[i];
+    const float b = x[i - half] * s_hi[i];
+    out[i] = a + b;
+  }
+}
+
 // out[b,h,t,i] = x[i]·c[i] + x[(i+D/2) mod D]·s[i], with `c`/`s` [B,1,T,D] broadcast over heads.
 // The backward is the same map with the tables read at the rotated index (see `Rope::backward`).
 template <bool Backward>
@@ -39,15 +59,9 @@ void rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin
       const float* xr = xp + b * xs0 + h * xs1 + t * xs2;
       const float* cr = cp + b * cs0 + t * cs2;
       const float* sr = sp + b * ss0 + t * ss2;
-      float* orow = op + b * os0 + h * os1 + t * os2;
-      for (int64_t i = 0; i < D; ++i) {
-        const int64_t j = i < half ? i + half : i - half;
-        // Forward: x[i]·cos[i] + x[j]·sin[i]. Backward (g = x here): g[i]·cos[i] + g[j]·sin[j],
-        // the product `roll(g·sin)` holds at i.
-        const float a = xr[i] * cr[i];
-        const float b2 = Backward ? xr[j] * sr[j] : xr[j] * sr[i];
-        orow[i] = a + b2;
-      }
+      const float* s_lo = Backward ? sr + half : sr;
+      const float* s_hi = Backward ? sr - half : sr;
+      rope_row(xr, cr, s_lo, s_hi, op + b * os0 + h * os1 + t * os2, half);
     }
   });
 }

@@ -2,6 +2,7 @@
 //! Dense layers (`qwen3.rs`), MoE experts (`qwen3_moe.rs`) and adapters (`lora.rs`) all build on
 //! these, so none of them imports another for its arithmetic.
 use super::quant::{weight_of, Quantised};
+use std::ffi::c_void;
 use tch::{Kind, Tensor};
 
 /// `x Wᵀ`, with `W` cast to the activation's dtype when they differ (fp32 master weights under a
@@ -14,8 +15,37 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor) -> Tensor {
     }
 }
 
-/// RMSNorm computed in fp32, cast back, then scaled (HF order).
+/// RMSNorm computed in fp32, cast back, then scaled (HF order). On the CPU in fp32 one fused op
+/// (`csrc/rms_norm.cpp`) with the tensor ops' bits, forward and backward.
 pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    #[cfg(test)]
+    if OPS_ONLY.with(|f| f.get()) {
+        return rms_norm_ops(x, w, eps);
+    }
+    fused_rms_norm(x, w, eps).unwrap_or_else(|| rms_norm_ops(x, w, eps))
+}
+
+extern "C" {
+    fn harness_rms_norm(x: *const c_void, w: *const c_void, eps: f64) -> *mut c_void;
+}
+
+/// The fused op, or `None` where it does not apply (not fp32 on the CPU, `x` not contiguous).
+fn fused_rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Option<Tensor> {
+    // SAFETY: the pointers are live `at::Tensor`s owned by the arguments for the call's duration;
+    // a non-null result is a new `at::Tensor` whose ownership passes to the returned `Tensor`.
+    let p = unsafe { harness_rms_norm(x.as_ptr().cast(), w.as_ptr().cast(), eps) };
+    (!p.is_null()).then(|| unsafe { Tensor::from_ptr(p.cast()) })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the model on the tensor ops alone (no fused RMSNorm or RoPE), to
+    /// compare it with the fused ops.
+    pub(crate) static OPS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The tensor-op form (any device, any dtype): what the fused op must equal.
+pub(crate) fn rms_norm_ops(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     let kind = x.kind();
     let xf = x.to_kind(Kind::Float);
     let var = xf.square().mean_dim(-1, true, Kind::Float);
@@ -121,5 +151,72 @@ impl LoraAdapter {
                 * self.scale;
             (w.to_kind(Kind::Float) + d).to_kind(w.kind())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn bits(t: &Tensor) -> Tensor {
+        t.view_dtype(Kind::Int)
+    }
+
+    /// `x` feeds the norm and a residual branch, as in a decoder layer: its gradient sums three
+    /// parts, in the order autograd sums them for the tensor ops.
+    fn grads(x: &Tensor, w: &Tensor, fused: bool) -> (Tensor, Vec<Tensor>) {
+        let y = if fused {
+            fused_rms_norm(x, w, 1e-6).expect("fp32 CPU contiguous input is fused")
+        } else {
+            rms_norm_ops(x, w, 1e-6)
+        };
+        let loss = ((&y * 3.0).sin() + (x * 0.5).cos()).sum(Kind::Float);
+        let inputs: Vec<&Tensor> = [x, w].into_iter().filter(|t| t.requires_grad()).collect();
+        (
+            y.detach(),
+            Tensor::run_backward(&[loss], &inputs, false, false),
+        )
+    }
+
+    #[test]
+    fn fused_rms_norm_equals_the_tensor_ops_bit_for_bit() {
+        tch::manual_seed(0);
+        for (shape, x_grad, w_grad) in [
+            (vec![3, 7, 64], true, true),
+            (vec![2, 5, 4, 16], true, false),
+            (vec![4, 1, 32], false, true),
+            (vec![300, 48], true, true),
+        ] {
+            let x = Tensor::randn(&shape, (Kind::Float, Device::Cpu)).set_requires_grad(x_grad);
+            let d = *shape.last().unwrap();
+            let w = (Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.3 + 1.0)
+                .set_requires_grad(w_grad);
+            let (yf, gf) = grads(&x, &w, true);
+            let (yo, go) = grads(&x, &w, false);
+            assert!(bits(&yf).equal(&bits(&yo)), "{shape:?}: forward");
+            assert_eq!(gf.len(), go.len());
+            for (a, b) in gf.iter().zip(&go) {
+                assert!(bits(a).equal(&bits(b)), "{shape:?}: gradient");
+                assert_eq!(a.stride(), b.stride(), "{shape:?}: gradient layout");
+            }
+        }
+    }
+
+    #[test]
+    fn other_inputs_take_the_tensor_ops() {
+        let x = Tensor::randn([2, 8], (Kind::Float, Device::Cpu));
+        let w = Tensor::ones([8], (Kind::Float, Device::Cpu));
+        assert!(fused_rms_norm(&x.to_kind(Kind::BFloat16), &w, 1e-6).is_none());
+        assert!(fused_rms_norm(
+            &x.tr(),
+            &Tensor::ones([2], (Kind::Float, Device::Cpu)),
+            1e-6
+        )
+        .is_none());
+        let y = rms_norm(&x.to_kind(Kind::Double), &w.to_kind(Kind::Double), 1e-6);
+        assert!(y
+            .to_kind(Kind::Float)
+            .allclose(&rms_norm_ops(&x, &w, 1e-6), 1e-6, 1e-6, false));
     }
 }

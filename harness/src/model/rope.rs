@@ -13,16 +13,10 @@ extern "C" {
 /// factor's sign is exact, so this is bit for bit HF's.
 pub(crate) fn apply_rope(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Tensor {
     #[cfg(test)]
-    if OPS_ONLY.with(|f| f.get()) {
+    if super::ops::OPS_ONLY.with(|f| f.get()) {
         return apply_rope_ops(x, cos, sin_signed);
     }
     fused(x, cos, sin_signed).unwrap_or_else(|| apply_rope_ops(x, cos, sin_signed))
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Tests set this to run the model with the tensor ops, to compare it with the fused op.
-    pub(crate) static OPS_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The tensor-op form (any device, any dtype): what the fused op must equal.

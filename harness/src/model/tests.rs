@@ -277,9 +277,10 @@ fn bf16_compute_is_close_to_fp32() {
     assert!(d > 0.0 && d < 0.5, "bf16 vs fp32 max diff {d}");
 }
 
-/// Logits and every weight's gradient of a left-padded batch, with RoPE fused or as tensor ops.
+/// Logits and every weight's gradient of a left-padded batch, with the fused ops (RMSNorm, RoPE)
+/// or the tensor ops alone.
 fn logits_and_grads(model: &Qwen3, ops_only: bool) -> Vec<Tensor> {
-    super::rope::OPS_ONLY.with(|f| f.set(ops_only));
+    super::ops::OPS_ONLY.with(|f| f.set(ops_only));
     let seqs: Vec<Vec<i64>> = (0..4)
         .map(|i| (0..12 - 2 * i).map(|j| (j * 5 + i) % 64).collect())
         .collect();
@@ -292,13 +293,13 @@ fn logits_and_grads(model: &Qwen3, ops_only: bool) -> Vec<Tensor> {
         .collect();
     let loss = (logits.log_softmax(-1, Kind::Float) * logits.sin()).sum(Kind::Float);
     let mut out = Tensor::run_backward(&[loss], &params, false, false);
-    super::rope::OPS_ONLY.with(|f| f.set(false));
+    super::ops::OPS_ONLY.with(|f| f.set(false));
     out.push(logits.detach());
     out
 }
 
 #[test]
-fn fused_rope_leaves_the_model_bit_for_bit_unchanged() {
+fn fused_ops_leave_the_model_bit_for_bit_unchanged() {
     let _rng = crate::rng_lock();
     for preset in ["tiny-qwen3", "tiny-qwen3-moe"] {
         let model = load_model(preset, Kind::Float, Device::Cpu, 11).unwrap();

@@ -23,6 +23,7 @@ fn main() {
         .file("csrc/inference_mode.cpp")
         .file("csrc/rope.cpp")
         .file("csrc/rms_norm.cpp")
+        .file("csrc/adamw.cpp")
         .warnings(false)
         .compile("harness_csrc");
 }

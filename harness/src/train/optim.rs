@@ -3,6 +3,7 @@
 use super::checkpoint::{copy_named, OptimState};
 use crate::config::{OptimConfig, Schedule};
 use crate::Result;
+use std::ffi::c_void;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
@@ -198,13 +199,25 @@ impl AdamW {
         let (b1, b2) = self.betas;
         let bc1 = 1.0 - b1.powi(self.t as i32);
         let bc2 = 1.0 - b2.powi(self.t as i32);
+        let decay = if self.weight_decay > 0.0 {
+            1.0 - lr * self.weight_decay
+        } else {
+            1.0
+        };
+        #[cfg(test)]
+        let fuse = !UNFUSED.with(|f| f.get());
+        #[cfg(not(test))]
+        let fuse = true;
+        if fuse && fused_update([&p, &m, &v], g, [b1, b2, decay, bc1, bc2, self.eps, lr]) {
+            return;
+        }
         let g = g.to_kind(Kind::Float);
         let mut tmp = &g * (1.0 - b1);
         let _ = m.g_mul_scalar_(b1).g_add_(&tmp);
         let _ = g.square_out(&tmp).g_mul_scalar_(1.0 - b2);
         let _ = v.g_mul_scalar_(b2).g_add_(&tmp);
         if self.weight_decay > 0.0 {
-            let _ = p.g_mul_scalar_(1.0 - lr * self.weight_decay);
+            let _ = p.g_mul_scalar_(decay);
         }
         let _ = v.div_scalar_out(&tmp, bc2);
         let _ = tmp.sqrt_().g_add_scalar_(self.eps);
@@ -241,6 +254,60 @@ impl AdamW {
         self.t = s.t;
         Ok(())
     }
+}
+
+extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    fn harness_adamw_update(
+        p: *const c_void,
+        m: *const c_void,
+        v: *const c_void,
+        g: *const c_void,
+        scratch: *const c_void,
+        b1: f64,
+        b2: f64,
+        decay: f64,
+        bc1: f64,
+        bc2: f64,
+        eps: f64,
+        lr: f64,
+    ) -> bool;
+}
+
+/// [`AdamW::update`] in two fused passes around ATen's sqrt (`csrc/adamw.cpp`), bit for bit its
+/// tensor ops, for fp32 contiguous CPU buffers; false (nothing touched) for anything else.
+/// `k`: β₁, β₂, the decay factor `1 − lr·wd`, both bias corrections, eps, lr.
+fn fused_update([p, m, v]: [&Tensor; 3], g: &Tensor, k: [f64; 7]) -> bool {
+    if g.device() != tch::Device::Cpu || g.kind() != Kind::Float {
+        return false;
+    }
+    let scratch = g.empty_like();
+    let [b1, b2, decay, bc1, bc2, eps, lr] = k;
+    // SAFETY: every pointer is a live `at::Tensor` borrowed for the call; the C++ side checks
+    // dtype, device, layout and sizes before it writes into the data of `p`, `m`, `v` and
+    // `scratch` (in place, as the tensor ops would).
+    unsafe {
+        harness_adamw_update(
+            p.as_ptr().cast(),
+            m.as_ptr().cast(),
+            v.as_ptr().cast(),
+            g.as_ptr().cast(),
+            scratch.as_ptr().cast(),
+            b1,
+            b2,
+            decay,
+            bc1,
+            bc2,
+            eps,
+            lr,
+        )
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the tensor-op update, to compare it with the fused one.
+    pub(crate) static UNFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// `(prefix + name, tensor)` pairs.
@@ -436,7 +503,9 @@ mod tests {
             let i = Tensor::arange(4096, (Kind::Int64, Device::Cpu)).to_kind(Kind::Float) + seed;
             (&i * 0.618).sin() * ((&i * 0.37).cos() * 20.0).exp2()
         };
-        for chunk in [ADAMW_CHUNK, 1000] {
+        // The fused update (fp32 CPU) and the tensor ops it replaces.
+        for (chunk, unfused) in [(ADAMW_CHUNK, false), (1000, false), (1000, true)] {
+            UNFUSED.with(|f| f.set(unfused));
             let p = spread(11).set_requires_grad(true);
             let mut p_ref = p.detach().copy();
             let (m_ref, v_ref) = (p_ref.zeros_like(), p_ref.zeros_like());
@@ -455,6 +524,27 @@ mod tests {
                 assert!(opt.v[0].equal(&v_ref), "chunk {chunk}, step {t}");
             }
         }
+        UNFUSED.with(|f| f.set(false));
+    }
+
+    #[test]
+    fn the_fused_update_takes_fp32_cpu_buffers_only() {
+        let k = [0.9, 0.999, 1.0, 0.1, 0.001, 1e-8, 0.01];
+        let buf = |kind| Tensor::ones([8], (kind, Device::Cpu));
+        let [p, m, v] = [0, 1, 2].map(|_| buf(Kind::Float));
+        let g = buf(Kind::Float) * 0.5;
+        assert!(fused_update([&p, &m, &v], &g, k));
+        assert!(
+            m.allclose(&(buf(Kind::Float) * 0.95), 1e-6, 1e-7, false),
+            "m moved"
+        );
+        let [p, m, v] = [0, 1, 2].map(|_| buf(Kind::Double));
+        assert!(!fused_update([&p, &m, &v], &g.to_kind(Kind::Double), k));
+        assert!(m.equal(&buf(Kind::Double)), "untouched when refused");
+        // A size mismatch is refused before anything is written.
+        let [p, m, v] = [0, 1, 2].map(|_| buf(Kind::Float));
+        assert!(!fused_update([&p, &m, &v.narrow(0, 0, 4)], &g, k));
+        assert!(p.equal(&buf(Kind::Float)) && m.equal(&buf(Kind::Float)));
     }
 
     #[test]

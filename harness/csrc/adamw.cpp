@@ -6,14 +6,14 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "clones.h"
+
 #include <algorithm>
 #include <cstdint>
 
 namespace {
 
 constexpr int64_t kGrain = 32768;
-
-#define HARNESS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 struct Scalars {
   float b1, one_minus_b1, b2, one_minus_b2, decay, bc1, bc2, eps, lr;
@@ -30,18 +30,23 @@ HARNESS_CLONES void moments(const float* __restrict g, float* __restrict p, floa
     const float vi = v[i] * k.b2 + (gi * gi) * k.one_minus_b2;
     m[i] = mi;
     v[i] = vi;
-    s[i] = vi / k.bc2;
+    // A zero second moment gets a placeholder root (`apply` uses 0 there, sqrt(+0) = +0): MKL's
+    // sqrt takes a slow path for zeros, about 15× slower per element.
+    s[i] = vi == 0.0f ? 1.0f : vi / k.bc2;
   }
   if (k.decays) {
     for (int64_t i = 0; i < n; ++i) p[i] = p[i] * k.decay;
   }
 }
 
-// p ← p − ((m / bc₁) / (s + eps))·lr, with s = √(v / bc₂).
-HARNESS_CLONES void apply(const float* __restrict m, const float* __restrict s,
-                          float* __restrict p, int64_t n, const Scalars& k) {
+// p ← p − ((m / bc₁) / (s + eps))·lr, with s = √(v / bc₂) (0 where v = 0: v / bc₂ is 0 exactly
+// then, as bc₂ ≤ 1).
+HARNESS_CLONES void apply(const float* __restrict m, const float* __restrict v,
+                          const float* __restrict s, float* __restrict p, int64_t n,
+                          const Scalars& k) {
   for (int64_t i = 0; i < n; ++i) {
-    const float u = ((m[i] / k.bc1) / (s[i] + k.eps)) * k.lr;
+    const float root = v[i] == 0.0f ? 0.0f : s[i];
+    const float u = ((m[i] / k.bc1) / (root + k.eps)) * k.lr;
     p[i] = p[i] - u;
   }
 }
@@ -82,7 +87,7 @@ extern "C" bool harness_adamw_update(const at::Tensor* p, const at::Tensor* m,
     });
     scratch->sqrt_();
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      apply(mp + begin, sp + begin, pp + begin, end - begin, k);
+      apply(mp + begin, vp + begin, sp + begin, pp + begin, end - begin, k);
     });
     return true;
   } catch (...) {

@@ -13,6 +13,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "clones.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -53,10 +55,6 @@ bool fusable(const at::Tensor& x, const at::Tensor& w) {
   return plain(x) && plain(w) && x.dim() >= 2 && x.is_contiguous() && w.dim() == 1 &&
          w.is_contiguous() && w.size(0) == x.size(-1);
 }
-
-// Row kernels, built for AVX-512, AVX2 and baseline x86-64 (picked at load time): the same
-// IEEE products and sums in each, only more lanes at once.
-#define HARNESS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 HARNESS_CLONES void forward_row(const float* __restrict x, const float* __restrict w, float s,
                                 float* __restrict y, float* __restrict out, int64_t D) {

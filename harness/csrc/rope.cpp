@@ -7,6 +7,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "clones.h"
+
 #include <algorithm>
 #include <cstdint>
 
@@ -17,8 +19,6 @@ using torch::autograd::tensor_list;
 
 // Grain as ATen's elementwise kernels use (elements per task), so threading matches theirs.
 constexpr int64_t kGrain = 32768;
-
-#define HARNESS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 // One row of D: out[i] = x[i]·c[i] + x[j]·s'[i] with j = (i + D/2) mod D. Forward s'[i] = s[i];
 // backward (x = g) s'[i] = s[j], so the second product is `roll(g·sin)` at i. `s_lo` and `s_hi`

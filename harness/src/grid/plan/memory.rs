@@ -58,7 +58,8 @@ pub const MERGE_TEMPORARIES: u64 = 3;
 pub const MERGE_TEMPORARIES_EXPERTS: u64 = 5;
 
 /// fp32 temporaries of one slice's size alive at once in `AdamW::step`: its two scratch buffers
-/// and, for gradients not in fp32, the gradient's fp32 copy.
+/// and, for gradients not in fp32, the gradient's fp32 copy (an upper bound: the fused CPU fp32
+/// update keeps one).
 pub const ADAMW_TEMPORARIES: u64 = 3;
 
 /// Bytes per element of a precision.

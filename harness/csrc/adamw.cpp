@@ -6,14 +6,14 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "clones.h"
+#include "fused.h"
 
 #include <algorithm>
 #include <cstdint>
 
 namespace {
 
-constexpr int64_t kGrain = 32768;
+using harness::kGrain;
 
 struct Scalars {
   float b1, one_minus_b1, b2, one_minus_b2, decay, bc1, bc2, eps, lr;

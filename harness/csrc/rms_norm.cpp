@@ -13,7 +13,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "clones.h"
+#include "fused.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -21,10 +21,11 @@
 
 namespace {
 
+using harness::kGrain;
+using harness::like;
+
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-constexpr int64_t kGrain = 32768;
 
 // Element offset of row `r` (all dims but the last, row-major) in a tensor with these strides.
 struct Rows {
@@ -41,11 +42,6 @@ struct Rows {
     return off;
   }
 };
-
-// An output laid out as an elementwise op whose first operand is `t` lays out its result.
-at::Tensor like(const at::Tensor& t) {
-  return t.is_contiguous() ? at::empty(t.sizes(), t.options()) : at::empty_like(t);
-}
 
 bool plain(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() >= 1;

@@ -1,5 +1,5 @@
 // Rotate-half RoPE on the CPU in fp32 as one op with its own backward: the same arithmetic as the
-// four tensor ops it replaces (`x*cos + roll(x, D/2)*sin_signed`, see `apply_rope` in qwen3.rs),
+// four tensor ops it replaces (`x*cos + roll(x, D/2)*sin_signed`, see `apply_rope_ops` in model/rope.rs),
 // element for element, so the values are bit for bit theirs (no FMA contraction: built with
 // -ffp-contract=off). What it saves is the per-op overhead: four kernels and their autograd nodes
 // forward, five backward, per q and k of every layer.
@@ -7,18 +7,18 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include "clones.h"
+#include "fused.h"
 
 #include <algorithm>
 #include <cstdint>
 
 namespace {
 
+using harness::kGrain;
+using harness::like;
+
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
-
-// Grain as ATen's elementwise kernels use (elements per task), so threading matches theirs.
-constexpr int64_t kGrain = 32768;
 
 // One row of D: out[i] = x[i]·c[i] + x[j]·s'[i] with j = (i + D/2) mod D. Forward s'[i] = s[i];
 // backward (x = g) s'[i] = s[j], so the second product is `roll(g·sin)` at i. `s_lo` and `s_hi`
@@ -75,17 +75,11 @@ bool fusable(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) 
          cos.size(2) == x.size(2) && cos.size(3) == x.size(3);
 }
 
-// The forward's output laid out as `x·cos + …` lays it out (TensorIterator follows its first
-// operand): contiguous when `x` is, else `x`'s strides.
-at::Tensor like(const at::Tensor& t) {
-  return t.is_contiguous() ? at::empty(t.sizes(), t.options()) : at::empty_like(t);
-}
-
 struct Rope : public torch::autograd::Function<Rope> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
                             const at::Tensor& sin) {
     ctx->save_for_backward({cos, sin});
-    at::Tensor out = like(x);
+    at::Tensor out = like(x);  // as `x·cos + …` lays it out
     rope_rows<false>(x, cos, sin, out);
     return out;
   }
@@ -95,13 +89,12 @@ struct Rope : public torch::autograd::Function<Rope> {
     const at::Tensor& g = grads[0];
     // Autograd sums the two paths' gradients into the first to arrive, `roll(g·sin)`, which
     // roll made contiguous: so is the sum.
-    at::Tensor gx = at::empty(g.sizes(), g.options());
-    if (fusable(g, saved[0], saved[1])) {
-      rope_rows<true>(g, saved[0], saved[1], gx);
-    } else {  // a strided gradient: the ops autograd would have run
+    if (!fusable(g, saved[0], saved[1])) {  // a strided gradient: the ops autograd would run
       const int64_t half = g.size(3) / 2;
-      gx = (g * saved[1]).roll({half}, {3}) + g * saved[0];
+      return {(g * saved[1]).roll({half}, {3}) + g * saved[0], at::Tensor(), at::Tensor()};
     }
+    at::Tensor gx = at::empty(g.sizes(), g.options());
+    rope_rows<true>(g, saved[0], saved[1], gx);
     return {gx, at::Tensor(), at::Tensor()};
   }
 };

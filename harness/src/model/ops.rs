@@ -33,7 +33,13 @@ extern "C" {
 fn fused_rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Option<Tensor> {
     // SAFETY: the pointers are live `at::Tensor`s owned by the arguments for the call's duration;
     // a non-null result is a new `at::Tensor` whose ownership passes to the returned `Tensor`.
-    let p = unsafe { harness_rms_norm(x.as_ptr().cast(), w.as_ptr().cast(), eps) };
+    owned(unsafe { harness_rms_norm(x.as_ptr().cast(), w.as_ptr().cast(), eps) })
+}
+
+/// The tensor a fused op (`csrc/`) returned, or `None` for its null ("not fusable").
+/// `p` must be null or a new `at::Tensor` nobody else owns.
+pub(crate) fn owned(p: *mut c_void) -> Option<Tensor> {
+    // SAFETY: per the contract above, the returned `Tensor` becomes its only owner.
     (!p.is_null()).then(|| unsafe { Tensor::from_ptr(p.cast()) })
 }
 

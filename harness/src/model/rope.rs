@@ -29,14 +29,13 @@ pub(crate) fn apply_rope_ops(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> T
 fn fused(x: &Tensor, cos: &Tensor, sin_signed: &Tensor) -> Option<Tensor> {
     // SAFETY: the pointers are live `at::Tensor`s owned by the arguments for the call's duration;
     // a non-null result is a new `at::Tensor` whose ownership passes to the returned `Tensor`.
-    let p = unsafe {
+    super::ops::owned(unsafe {
         harness_rope(
             x.as_ptr().cast(),
             cos.as_ptr().cast(),
             sin_signed.as_ptr().cast(),
         )
-    };
-    (!p.is_null()).then(|| unsafe { Tensor::from_ptr(p.cast()) })
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod lora_targets;
 mod math;
 mod model;
 mod objective;
+mod one_step;
 mod output_dirs;
 mod plan_1gpu;
 mod report;

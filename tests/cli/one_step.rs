@@ -92,6 +92,57 @@ fn quick_cpu_run_times_every_grpo_run_of_both_grids() {
     );
 }
 
+fn gpu_here() -> bool {
+    Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GPU "))
+}
+
+/// The GPU branch (nvidia-smi's name and memory sampling, `--device cuda`) with a stand-in
+/// `nvidia-smi` on a machine without CUDA: every run fails, and each failure is a row with the
+/// harness's error, the sampled memory, and exit 1 for the script.
+#[test]
+fn a_failed_gpu_run_is_a_row_with_its_error() {
+    if !has_python() || gpu_here() {
+        eprintln!("SKIPPED: needs python3 and a machine without a GPU");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        "#!/bin/bash\ncase \"$*\" in -L) echo 'GPU 0: Stand-in';; *name*) echo Stand-in;; \
+         *memory.used*) echo 1234;; esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let scratch = work.path().join("work");
+    let grids = "experiments/paper-qwen3-8b-1gpu.yaml";
+    let o = one_step(
+        &scratch,
+        &[("QUICK", "1"), ("PATH", &path), ("GRIDS", grids)],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let report = text(&o);
+    assert!(report.contains("Device: Stand-in"), "{report}");
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("| experiments/"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{report}");
+    for r in rows {
+        assert!(
+            r.contains("no CUDA device is visible") && r.contains("| 1.21 |"),
+            "{r}"
+        );
+    }
+}
+
 #[test]
 fn full_shape_refuses_the_cpu_and_a_machine_without_gpu() {
     let work = tempfile::tempdir().unwrap();
@@ -102,11 +153,7 @@ fn full_shape_refuses_the_cpu_and_a_machine_without_gpu() {
         "{}",
         text(&o)
     );
-    let gpu = Command::new("nvidia-smi")
-        .arg("-L")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GPU "));
-    if gpu {
+    if gpu_here() {
         eprintln!("SKIPPED (a GPU is here): the refusal without one");
         return;
     }

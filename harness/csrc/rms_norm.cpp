@@ -10,7 +10,6 @@
 // parts separately, in the order they used to arrive.
 #include <ATen/ATen.h>
 #include <ATen/ExpandUtils.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "fused.h"
@@ -21,7 +20,7 @@
 
 namespace {
 
-using harness::kGrain;
+using harness::for_rows;
 using harness::like;
 
 using torch::autograd::AutogradContext;
@@ -61,46 +60,27 @@ HARNESS_CLONES void forward_row(const float* __restrict x, const float* __restri
   }
 }
 
-// go·y (w's gradient, before the sum), go·w·x (r's) and go·w·r (x's first part).
+// go·y into `gy` (w's gradient, before the sum), go·w·x into `t` (r's) and go·w·r into `g1` (x's
+// first part); a null `gy` or `t` skips that gradient (`t` and `g1` go together). The tests are
+// loop-invariant, so -O3 unswitches them out of the loop.
 HARNESS_CLONES void backward_row(const float* __restrict g, const float* __restrict x,
                                  const float* __restrict y, const float* __restrict w, float s,
                                  float* __restrict gy, float* __restrict t,
                                  float* __restrict g1, int64_t D) {
   for (int64_t d = 0; d < D; ++d) {
-    gy[d] = g[d] * y[d];
-    const float gyv = g[d] * w[d];
-    t[d] = gyv * x[d];
-    g1[d] = gyv * s;
+    if (gy) gy[d] = g[d] * y[d];
+    if (t) {
+      const float gyv = g[d] * w[d];
+      t[d] = gyv * x[d];
+      g1[d] = gyv * s;
+    }
   }
-}
-
-HARNESS_CLONES void backward_row_x(const float* __restrict g, const float* __restrict x,
-                                   const float* __restrict w, float s, float* __restrict t,
-                                   float* __restrict g1, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) {
-    const float gyv = g[d] * w[d];
-    t[d] = gyv * x[d];
-    g1[d] = gyv * s;
-  }
-}
-
-HARNESS_CLONES void backward_row_w(const float* __restrict g, const float* __restrict y,
-                                   float* __restrict gy, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) gy[d] = g[d] * y[d];
 }
 
 // x²'s backward, `g·(2·x)`, with the row's g.
 HARNESS_CLONES void square_backward_row(const float* __restrict x, float s, float* __restrict out,
                                         int64_t D) {
   for (int64_t d = 0; d < D; ++d) out[d] = s * (2.0f * x[d]);
-}
-
-template <typename F>
-void for_rows(int64_t rows, int64_t d, const F& f) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(d, 1)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t r = begin; r < end; ++r) f(r);
-                   });
 }
 
 struct RmsNorm : public torch::autograd::Function<RmsNorm> {
@@ -154,13 +134,8 @@ struct RmsNorm : public torch::autograd::Function<RmsNorm> {
     for_rows(rows, D, [&](int64_t row) {
       const float* g = gp + go_rows.offset(row);
       const int64_t o = out_rows.offset(row), xo = row * D;
-      if (need_w && need_x) {
-        backward_row(g, xp + xo, yp + xo, wp, rp[row], gyp + o, tp + o, g1p + o, D);
-      } else if (need_x) {
-        backward_row_x(g, xp + xo, wp, rp[row], tp + o, g1p + o, D);
-      } else {
-        backward_row_w(g, yp + xo, gyp + o, D);
-      }
+      backward_row(g, xp + xo, yp + xo, wp, rp[row], need_w ? gyp + o : nullptr,
+                   need_x ? tp + o : nullptr, need_x ? g1p + o : nullptr, D);
     });
     const at::Tensor gw = need_w ? at::sum_to(gy_full, w.sizes()) : at::Tensor();
     if (!need_x) return {at::Tensor(), at::Tensor(), gw, at::Tensor()};

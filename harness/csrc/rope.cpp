@@ -4,17 +4,15 @@
 // -ffp-contract=off). What it saves is the per-op overhead: four kernels and their autograd nodes
 // forward, five backward, per q and k of every layer.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "fused.h"
 
-#include <algorithm>
 #include <cstdint>
 
 namespace {
 
-using harness::kGrain;
+using harness::for_rows;
 using harness::like;
 
 using torch::autograd::AutogradContext;
@@ -51,18 +49,14 @@ void rope_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin
   const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2);
   const int64_t cs0 = cos.stride(0), cs2 = cos.stride(2);
   const int64_t ss0 = sin.stride(0), ss2 = sin.stride(2);
-  const int64_t rows = B * H * T;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(D, 1)),
-                   [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t t = r % T, h = (r / T) % H, b = r / (T * H);
-      const float* xr = xp + b * xs0 + h * xs1 + t * xs2;
-      const float* cr = cp + b * cs0 + t * cs2;
-      const float* sr = sp + b * ss0 + t * ss2;
-      const float* s_lo = Backward ? sr + half : sr;
-      const float* s_hi = Backward ? sr - half : sr;
-      rope_row(xr, cr, s_lo, s_hi, op + b * os0 + h * os1 + t * os2, half);
-    }
+  for_rows(B * H * T, D, [&](int64_t r) {
+    const int64_t t = r % T, h = (r / T) % H, b = r / (T * H);
+    const float* xr = xp + b * xs0 + h * xs1 + t * xs2;
+    const float* cr = cp + b * cs0 + t * cs2;
+    const float* sr = sp + b * ss0 + t * ss2;
+    const float* s_lo = Backward ? sr + half : sr;
+    const float* s_hi = Backward ? sr - half : sr;
+    rope_row(xr, cr, s_lo, s_hi, op + b * os0 + h * os1 + t * os2, half);
   });
 }
 
